@@ -1,0 +1,33 @@
+# Each target creates its own virtualenv, so a fresh clone needs only Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv test test-quick lint demo bench-ingest clean
+
+$(BIN)/fanout: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(BIN)/fanout
+
+venv: $(BIN)/fanout
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-quick: venv
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+lint: venv
+	$(BIN)/ruff check .
+
+demo: venv
+	$(BIN)/fanout demo
+
+bench-ingest: venv
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

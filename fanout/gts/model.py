@@ -1,0 +1,55 @@
+"""The values the GTS parsers produce and the stores keep.
+
+Everything here is already decoded (no percent-encoding) and normalized: labels and
+attributes are tuples sorted by name, timestamps absolute microseconds. Two equal models
+always format to the same bytes, which is what makes replay deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A reading's value. bool is checked before int everywhere: True is an int in Python.
+Value = int | float | bool | str
+# (name, value) pairs sorted by name, names unique.
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One point: ``TS/LAT:LON/ELEV CLASS{LABELS} VALUE``."""
+
+    ts: int
+    lat: float | None
+    lon: float | None
+    elev: int | None
+    cls: str
+    labels: Labels
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class MetaLine:
+    """One series' attributes: ``CLASS{LABELS}{ATTRIBUTES}``."""
+
+    cls: str
+    labels: Labels
+    attrs: Labels
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """``name=value`` (op ``=``, exact) or ``name~regex`` (op ``~``)."""
+
+    name: str
+    op: str
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """``CLASSSEL{LABELSELS}``: class op ``=`` (exact) or ``~`` (regex, full match)."""
+
+    cls_op: str
+    cls_pattern: str
+    labels: tuple[LabelSelector, ...]
