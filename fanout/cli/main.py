@@ -1,0 +1,126 @@
+"""The ``fanout`` command: parses arguments, calls the library, maps errors to exit codes.
+
+This is the only place that prints errors for operators: ``Error: ...`` and, where the
+error knows one, ``Try: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fanout.errors import ConfigError, DatalogCorruptError, FanoutError
+
+# Exit codes, one table. 78 is EX_CONFIG: systemd units list it in
+# RestartPreventExitStatus and supervisord configs in exitcodes handling, so a broken
+# configuration ends as FATAL instead of a restart loop.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 78
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (ConfigError, EXIT_CONFIG),
+    (DatalogCorruptError, EXIT_FAILURE),
+    (FanoutError, EXIT_FAILURE),
+]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from fanout.cli.init_cmd import init_node
+
+    path = init_node(Path(args.dir), args.id, args.listen, args.store, args.force)
+    print(f"created {path}")
+    print(f"tokens (mode 0600): {path.parent / 'secrets' / 'tokens.yaml'}")
+    print(f"run it: fanout node --config {path}")
+    return EXIT_OK
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from fanout.node.server import run_node
+
+    setup_logging(args.verbose)
+    run_node(Path(args.config))
+    return EXIT_OK
+
+
+def cmd_datalog_dump(args: argparse.Namespace) -> int:
+    from fanout.cli.datalog_cmd import dump
+
+    dump([Path(p) for p in args.files])
+    return EXIT_OK
+
+
+def cmd_datalog_verify(args: argparse.Namespace) -> int:
+    from fanout.cli.datalog_cmd import verify
+
+    verify(Path(args.dir))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fanout.cli.demo import run_demo
+
+    return run_demo(Path(args.dir), seconds=args.seconds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fanout", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create a node directory (config and tokens)")
+    s.add_argument("dir")
+    s.add_argument("--id", required=True)
+    s.add_argument("--listen", required=True, metavar="HOST:PORT")
+    s.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    s.add_argument("--force", action="store_true", help="overwrite an existing fanout.yaml")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("node", help="run a node in the foreground")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_node)
+
+    s = sub.add_parser("datalog", help="inspect datalog files")
+    dsub = s.add_subparsers(dest="datalog_command", required=True, metavar="ACTION")
+    d = dsub.add_parser("dump", help="print records readably")
+    d.add_argument("files", nargs="+", metavar="FILE")
+    d.set_defaults(func=cmd_datalog_dump)
+    d = dsub.add_parser("verify", help="check every record's checksum in a directory")
+    d.add_argument("dir", metavar="DIR")
+    d.set_defaults(func=cmd_datalog_verify)
+
+    s = sub.add_parser("demo", help="set up and run a demonstration in a fresh directory")
+    s.add_argument("--dir", default="demo")
+    s.add_argument("--seconds", type=float, default=10.0)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except FanoutError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"Try: {exc.hint}", file=sys.stderr)
+        for kind, code in EXIT_CODES:
+            if isinstance(exc, kind):
+                return code
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

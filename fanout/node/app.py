@@ -1,0 +1,218 @@
+"""The node's HTTP API: the Warp 10 write/read subset and the replication logger state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from fanout.config import NodeConfig
+from fanout.errors import DiskFullError, GTSParseError, SelectorError
+from fanout.gts import parse_selector
+from fanout.node.changes import Pending, delete_pending, meta_pending, update_pending
+from fanout.node.committer import Committer
+from fanout.node.http import authorize, decode_text, fail, int_param, json_reply, read_body
+from fanout.node.tokens import TokenTable
+from fanout.statefile import iso_now
+from fanout.store.base import Outcome, Store
+
+log = logging.getLogger("fanout.node")
+
+# Bodies above this are parsed off the event loop so one huge request cannot stall others.
+INLINE_PARSE_LIMIT = 256 * 1024
+FETCH_CHUNK_LINES = 5000
+MAX_TS = (1 << 63) - 1
+MIN_TS = -(1 << 63)
+
+NODE = web.AppKey("node", "Node")
+
+
+@dataclass
+class Node:
+    config: NodeConfig
+    tokens: TokenTable
+    store: Store
+    committer: Committer
+    requests: int = 0
+    rejected: int = 0
+    started: float = 0.0
+
+    def logger_state(self) -> dict[str, object]:
+        """ArangoDB's logger-state reply shape; ticks leave the process as strings."""
+        c = self.committer
+        return {
+            "state": {
+                "running": True,
+                "lastLogTick": str(c.last_seq),
+                "totalEvents": c.stats.records_logged,
+                "time": iso_now(),
+            },
+            "server": {"serverId": self.config.id, "version": "fanout"},
+        }
+
+
+async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-def]
+    """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
+    try:
+        if len(body) > INLINE_PARSE_LIMIT:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return fn(*args)
+    except (GTSParseError, SelectorError) as exc:
+        fail(400, str(exc))
+
+
+async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
+    try:
+        return await node.committer.submit(pending)
+    except DiskFullError as exc:
+        fail(507, f"not written: {exc}")
+
+
+async def handle_update(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    token_id = authorize(request, node.tokens, "write")
+    body = await read_body(request, node.config.max_body_size)
+    text = decode_text(body)
+    now = int_param(request, "now") if "now" in request.query else None
+    hdr_now = request.headers.get("X-Warp10-Now")
+    if hdr_now is not None:
+        try:
+            now = int(hdr_now)
+        except ValueError:
+            fail(400, f"header X-Warp10-Now must be an integer, got {hdr_now[:40]!r}")
+    if now is None:
+        now = time.time_ns() // 1000
+    pending = await _parse(body, update_pending, text, now, token_id)
+    if pending.points:
+        await _commit(node, [pending])
+    return web.Response(status=200)
+
+
+async def handle_meta(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    token_id = authorize(request, node.tokens, "write")
+    body = await read_body(request, node.config.max_body_size)
+    text = decode_text(body)
+    delta = request.headers.get("X-Warp10-Attributes", "").strip().lower() == "delta"
+    pending = await _parse(body, meta_pending, text, delta, token_id)
+    if pending.body:
+        await _commit(node, [pending])
+    return web.Response(status=200)
+
+
+def _range(request: web.Request, end_names: tuple[str, ...]) -> tuple[int | None, int | None]:
+    start = int_param(request, "start")
+    end = int_param(request, *end_names)
+    if (start is None) != (end is None):
+        fail(400, f"give both 'start' and '{end_names[0]}', or neither")
+    if start is not None and end is not None and start > end:
+        fail(400, f"'start' ({start}) must be <= '{end_names[0]}' ({end})")
+    return start, end
+
+
+async def handle_delete(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    token_id = authorize(request, node.tokens, "write")
+    selector = request.query.get("selector")
+    if not selector:
+        fail(400, "parameter 'selector' is required")
+    start, end = _range(request, ("end",))
+    deleteall = "deleteall" in request.query
+    if deleteall == (start is not None):
+        fail(400, "give either 'start' and 'end', or 'deleteall'")
+    pending = await _parse(b"", delete_pending, selector, start, end, token_id)
+    [outcome] = await _commit(node, [pending])
+    text = "".join(s + "\n" for s in outcome.deleted)
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def handle_fetch(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE]
+    authorize(request, node.tokens, "read")
+    raw = request.query.get("selector")
+    if not raw:
+        fail(400, "parameter 'selector' is required")
+    try:
+        selector = parse_selector(raw)
+    except SelectorError as exc:
+        fail(400, str(exc))
+    last: int | None = None
+    start, end = _range(request, ("stop", "end"))
+    if start is None:
+        now = int_param(request, "now")
+        span = int_param(request, "timespan")
+        if now is None or span is None:
+            fail(400, "give 'start' and 'stop', or 'now' and 'timespan'")
+        if span > 0:
+            start, end = max(MIN_TS, now - span + 1), now
+        elif span < 0:
+            start, end, last = MIN_TS, now, -span
+        else:
+            fail(400, "'timespan' must not be 0")
+    showattr = request.query.get("showattr", "false").lower() == "true"
+    lines: Iterator[str] = node.store.fetch(selector, start, end, last=last, showattr=showattr)
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    await resp.prepare(request)
+    loop = asyncio.get_running_loop()
+    while True:
+        chunk = await loop.run_in_executor(None, _take, lines, FETCH_CHUNK_LINES)
+        if not chunk:
+            break
+        await resp.write(chunk.encode())
+    await resp.write_eof()
+    return resp
+
+
+def _take(lines: Iterator[str], n: int) -> str:
+    out = []
+    for line in lines:
+        out.append(line)
+        if len(out) >= n:
+            break
+    return "".join(s + "\n" for s in out)
+
+
+async def handle_logger_state(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    tok = request.headers.get("X-Warp10-Token")
+    try:
+        authorize(request, node.tokens, "replicate")
+    except web.HTTPForbidden:
+        if tok is None:
+            raise
+        authorize(request, node.tokens, "read")
+    return json_reply(node.logger_state())
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    node = request.app[NODE]
+    node.requests += 1
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            node.rejected += 1
+        raise
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=node.config.max_body_size,
+                          middlewares=[count_requests])
+    app[NODE] = node
+    app.add_routes(
+        [
+            web.post("/api/v0/update", handle_update),
+            web.post("/api/v0/update/{token}", handle_update),
+            web.post("/api/v0/meta", handle_meta),
+            web.post("/api/v0/meta/{token}", handle_meta),
+            web.get("/api/v0/delete", handle_delete),
+            web.get("/api/v0/fetch", handle_fetch),
+            web.get("/api/v0/replication/logger-state", handle_logger_state),
+        ]
+    )
+    return app

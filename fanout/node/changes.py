@@ -1,0 +1,75 @@
+"""Between the three shapes of a write: HTTP request, datalog record, store change.
+
+Every write is normalized once, at the origin, into the canonical body a datalog record
+carries; every node (and every replay) rebuilds the store change from that body alone, so
+applying a record gives the same result wherever and whenever it happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fanout.datalog.format import Record
+from fanout.gts import (
+    format_meta,
+    format_selector,
+    format_update,
+    parse_meta,
+    parse_selector,
+    parse_update,
+)
+from fanout.store.base import Change, Delete, Meta, Update
+
+
+@dataclass(slots=True)
+class Pending:
+    """One write waiting for the committer. ``origin`` None means a client write here."""
+
+    op: str
+    token_id: str
+    params: dict[str, Any]
+    body: bytes
+    change: Change
+    points: int = 0
+    origin: str | None = None
+    oseq: int = 0
+    time: int = 0
+    via: tuple[str, ...] = field(default_factory=tuple)
+    log: bool = True
+
+
+def update_pending(text: str, now_us: int, token_id: str) -> Pending:
+    readings = parse_update(text, now_us)
+    body = format_update(readings).encode()
+    return Pending("update", token_id, {}, body, Update(readings), points=len(readings))
+
+
+def meta_pending(text: str, delta: bool, token_id: str) -> Pending:
+    lines = parse_meta(text)
+    body = format_meta(lines).encode()
+    return Pending("meta", token_id, {"delta": delta}, body, Meta(lines, delta))
+
+
+def delete_pending(selector: str, start: int | None, end: int | None, token_id: str) -> Pending:
+    sel = parse_selector(selector)
+    params: dict[str, Any] = {"selector": format_selector(sel)}
+    if start is None:
+        params["deleteall"] = True
+    else:
+        params["start"], params["end"] = start, end
+    return Pending("delete", token_id, params, b"", Delete(sel, start, end))
+
+
+def change_of(rec: Record) -> Change:
+    """The store change a logged record stands for (its body is already canonical)."""
+    if rec.op == "update":
+        return Update(parse_update(rec.body.decode(), 0))
+    if rec.op == "meta":
+        return Meta(parse_meta(rec.body.decode()), bool(rec.params.get("delta", False)))
+    if rec.op == "delete":
+        p = rec.params
+        if p.get("deleteall"):
+            return Delete(parse_selector(p["selector"]), None, None)
+        return Delete(parse_selector(p["selector"]), int(p["start"]), int(p["end"]))
+    raise ValueError(f"unknown op {rec.op!r}")

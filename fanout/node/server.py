@@ -1,0 +1,115 @@
+"""Start, run and stop a node: recovery first, then HTTP, then a state file every second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from fanout.config import NodeConfig
+from fanout.datalog.writer import DatalogWriter
+from fanout.errors import FanoutError
+from fanout.node.app import Node, build_app
+from fanout.node.committer import Committer
+from fanout.node.tokens import load_tokens
+from fanout.statefile import iso_now, write_json_atomic
+from fanout.store import open_store
+
+log = logging.getLogger("fanout.node")
+
+
+class StoreMismatchError(FanoutError):
+    """The datalog holds records the store never committed: wrong store or datalog dir."""
+
+
+def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
+    c = node.committer
+    s = c.stats
+    return {
+        "process": "node",
+        "pid": os.getpid(),
+        "phase": phase,
+        "running": running,
+        "serverId": node.config.id,
+        "lastLogTick": str(c.last_seq),
+        "totalEvents": s.records_logged,
+        "time": iso_now(),
+        "started": node.started,
+        "totalRequests": node.requests,
+        "totalRejected": node.rejected,
+        "totalCommits": s.commits,
+        "totalFiles": s.files,
+        "totalPoints": s.points,
+        "totalDuplicates": s.duplicates,
+        "totalGaps": s.gaps,
+        "gapOrigins": dict(s.gap_origins),
+        "failedCommits": s.failed_commits,
+        "lastError": s.last_error,
+        "marks": {k: str(v) for k, v in c.marks.items()},
+    }
+
+
+def open_node(cfg: NodeConfig) -> Node:
+    """Load secrets, open the store and reconcile the datalog with it (crash recovery)."""
+    tokens = load_tokens(cfg.tokens_file)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(cfg.store.kind, cfg.store.path, cfg.state_dir)
+    writer = DatalogWriter(cfg.datalog_dir, cfg.id)
+    committed = store.last_seq()
+    published, discarded = writer.recover(committed)
+    if published or discarded:
+        log.warning("recovery: published %d prepared file(s) the store had committed, "
+                    "discarded %d it had not", published, discarded)
+    newest = writer.newest_published_seq()
+    if newest is not None and newest > committed:
+        store.close()
+        raise StoreMismatchError(
+            f"datalog {cfg.datalog_dir} holds a file starting at seq {newest} but the store "
+            f"{cfg.store.path or '(memory)'} has committed only up to {committed}: they do "
+            "not belong together"
+        )
+    committer = Committer(store, writer, cfg.id, cfg.group_commit)
+    return Node(cfg, tokens, store, committer, started=time.time())
+
+
+async def serve(cfg: NodeConfig) -> None:
+    node = open_node(cfg)
+    state_path = cfg.state_dir / "node.json"
+    node.committer.start()
+    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
+    await site.start()
+    log.info("node %s listening on %s:%d, last seq %d", cfg.id, cfg.host, cfg.port,
+             node.committer.last_seq)
+    write_json_atomic(state_path, node_state(node, True, "running"))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            write_json_atomic(state_path, node_state(node, True, "running"))
+    finally:
+        log.info("node %s stopping", cfg.id)
+        await runner.shutdown()
+        await runner.cleanup()
+        await node.committer.stop()
+        node.store.close()
+        write_json_atomic(state_path, node_state(node, False, "stopped"))
+
+
+def run_node(config_path: Path) -> None:
+    from fanout.config import load_node_config
+
+    cfg = load_node_config(config_path)
+    asyncio.run(serve(cfg))

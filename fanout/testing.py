@@ -1,0 +1,246 @@
+"""Helpers to run real fanout processes and talk to them; used by tests, bench and demo.
+
+Shipped with the package (as structlog ships ``structlog.testing``) so operators can script
+the same checks the test suite makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _NoDelayConnection(http.client.HTTPConnection):
+    """http.client sends headers and body in two segments: without TCP_NODELAY every
+    request waits ~40 ms for a delayed ACK (DESIGN.md, known pitfalls)."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, body: str):
+        self.status = status
+        self.body = body
+        super().__init__(f"HTTP {status}: {body.strip()[:300]}")
+
+
+class Client:
+    """A small synchronous Warp 10 API client over one keep-alive connection."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.token = token
+        self.timeout = timeout
+        self._conn: _NoDelayConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, token: str | None = None,
+                check: bool = True) -> tuple[int, bytes]:
+        hdrs = dict(headers or {})
+        tok = token if token is not None else self.token
+        if tok is not None:
+            hdrs["X-Warp10-Token"] = tok
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = _NoDelayConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self._conn.request(method, path, body=body, headers=hdrs)
+                resp = self._conn.getresponse()
+                data = resp.read()
+                break
+            except (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError):
+                self.close()
+                if attempt == 2:
+                    raise
+        if check and resp.status >= 400:
+            raise HTTPError(resp.status, data.decode("utf-8", "replace"))
+        return resp.status, data
+
+    def update(self, text: str | bytes, **kw: Any) -> int:
+        body = text.encode() if isinstance(text, str) else text
+        return self.request("POST", "/api/v0/update", body, **kw)[0]
+
+    def meta(self, text: str, delta: bool = False, **kw: Any) -> int:
+        headers = {"X-Warp10-Attributes": "delta"} if delta else None
+        return self.request("POST", "/api/v0/meta", text.encode(), headers=headers, **kw)[0]
+
+    def delete(self, selector: str, start: int | None = None, end: int | None = None,
+               **kw: Any) -> str:
+        q = {"selector": selector}
+        if start is None:
+            q["deleteall"] = "true"
+        else:
+            q["start"], q["end"] = str(start), str(end)
+        return self.request("GET", "/api/v0/delete?" + urllib.parse.urlencode(q), **kw)[1].decode()
+
+    def fetch(self, selector: str = "~.*{}", start: int = -(1 << 63), stop: int = (1 << 63) - 1,
+              showattr: bool = False, **kw: Any) -> str:
+        q = {"selector": selector, "start": str(start), "stop": str(stop)}
+        if showattr:
+            q["showattr"] = "true"
+        return self.request("GET", "/api/v0/fetch?" + urllib.parse.urlencode(q), **kw)[1].decode()
+
+    def logger_state(self, **kw: Any) -> dict[str, Any]:
+        return json.loads(self.request("GET", "/api/v0/replication/logger-state", **kw)[1])
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def tokens_of(node_dir: Path) -> dict[str, str]:
+    """token id -> secret, from a node directory made by ``fanout init``."""
+    data = yaml.safe_load((Path(node_dir) / "secrets" / "tokens.yaml").read_text())
+    return {tid: v["secret"] for tid, v in data.items()}
+
+
+class Proc:
+    """A fanout process in its own process group, so a kill reaches its children too."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.args = args
+        self.log_path = log_path
+        self.env = env
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                          env=env, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        if self.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.popen.returncode
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def fanout_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fanout.cli.main", *args]
+
+
+class NodeProc(Proc):
+    """A ``fanout node`` process made by ``fanout init`` in ``node_dir``."""
+
+    def __init__(self, node_dir: Path, port: int):
+        self.dir = Path(node_dir)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.config = self.dir / "fanout.yaml"
+        super().__init__(fanout_cmd("node", "--config", str(self.config)),
+                         self.dir / "node.log")
+        self.tokens = tokens_of(self.dir)
+
+    @classmethod
+    def init(cls, node_dir: Path, node_id: str, store: str = "sqlite",
+             port: int | None = None, **overrides: Any) -> NodeProc:
+        from fanout.cli.init_cmd import init_node
+
+        port = port or free_port()
+        cfg = init_node(node_dir, node_id, f"127.0.0.1:{port}", store)
+        if overrides:
+            data = yaml.safe_load(cfg.read_text())
+            data.update(overrides)
+            cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+        return cls(node_dir, port)
+
+    def client(self, token: str = "ingest") -> Client:
+        return Client(self.url, self.tokens[token])
+
+    def start_and_wait(self, timeout: float = 30.0) -> NodeProc:
+        self.start()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        c = self.client("reader")
+
+        def ready() -> bool:
+            if not self.alive():
+                code = self.popen.returncode if self.popen else "?"
+                raise RuntimeError(f"node exited with {code}:\n{self.log_text()[-3000:]}")
+            try:
+                c.logger_state()
+                return True
+            except (OSError, HTTPError):
+                c.close()
+                return False
+
+        try:
+            wait_until(ready, timeout, what=f"node on port {self.port}")
+        finally:
+            c.close()
+
+    @property
+    def datalog_dir(self) -> Path:
+        return self.dir / "data" / "datalog"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / "data" / "state"
