@@ -67,6 +67,23 @@ def cmd_datalog_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_target_add(args: argparse.Namespace) -> int:
+    from fanout.cli.target_cmd import add_target
+
+    path = add_target(Path(args.config), args.name, args.endpoint, args.token,
+                      Path(args.token_file) if args.token_file else None, args.sink,
+                      args.source_dir, args.force)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_distribute(args: argparse.Namespace) -> int:
+    from fanout.distributor import run_distributor
+
+    setup_logging(args.verbose)
+    return run_distributor(Path(args.config))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fanout.cli.demo import run_demo
 
@@ -89,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("node", help="run a node in the foreground")
     s.add_argument("--config", required=True)
     s.set_defaults(func=cmd_node)
+
+    s = sub.add_parser("target", help="manage replication targets")
+    tsub = s.add_subparsers(dest="target_command", required=True, metavar="ACTION")
+    t = tsub.add_parser("add", help="write forwarders.d/NAME.yaml")
+    t.add_argument("--config", required=True)
+    t.add_argument("--name", required=True)
+    t.add_argument("--endpoint", required=True, metavar="URL")
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--token", help="the target's secret (stored in secrets/NAME.token, 0600)")
+    g.add_argument("--token-file", help="a private file holding the target's secret")
+    t.add_argument("--sink", choices=("fanout", "warp10"), default="fanout")
+    t.add_argument("--source-dir", help="default: data/targets/NAME beside the datalog")
+    t.add_argument("--force", action="store_true")
+    t.set_defaults(func=cmd_target_add)
+
+    s = sub.add_parser("distribute", help="run the distributor in the foreground")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_distribute)
 
     s = sub.add_parser("datalog", help="inspect datalog files")
     dsub = s.add_subparsers(dest="datalog_command", required=True, metavar="ACTION")

@@ -7,8 +7,10 @@ File layout::
 
 A record's CRC covers the two lengths, the header and the body, so a flipped length is
 caught as surely as a flipped payload byte. The file header's count (under its own CRC)
-catches a file cut exactly at a record boundary, which framing alone cannot see. The header is compact JSON with sorted keys: it is small
-next to the body, readable in a hex dump, and lets fields be added without a new version.
+catches a file cut exactly at a record boundary, which framing alone cannot see.
+
+A record's header is compact JSON with sorted keys: small next to the body, readable in a
+hex dump, and open to new fields without a new format version.
 """
 
 from __future__ import annotations

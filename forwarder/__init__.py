@@ -1,0 +1,1 @@
+"""The forwarder: one process per target, shipping its source directory in order."""

@@ -1,0 +1,141 @@
+"""``forwarders.d/<target>.yaml``: one target, validated into a frozen dataclass at load.
+
+The distributor reads these files too (``source_dir`` and ``retention``), so adding a
+target is adding a file.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fanout.config import ID_RE
+from fanout.confload import Section, check_private, read_yaml
+from fanout.errors import ConfigError
+
+SINK_TYPES = ("fanout", "warp10")
+ON_REJECT = ("stop", "quarantine")
+
+
+@dataclass(frozen=True)
+class Retention:
+    max_files: int = 0  # 0: unlimited
+    max_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    type: str
+    endpoint: str
+    token_file: Path | None
+    token: str | None = field(default=None, repr=False)  # inline secret; never printed
+    compress: bool = False
+
+    def secret(self) -> str:
+        """The target's token, read at start (the file must be private)."""
+        if self.token is not None:
+            return self.token
+        assert self.token_file is not None
+        check_private(self.token_file, "token file")
+        try:
+            value = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(self.token_file, None, f"cannot read: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(self.token_file, None, "token file is empty")
+        return value
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    source: Path
+    target: str
+    source_dir: Path
+    state_dir: Path
+    sink: SinkConfig
+    ignore_origins: tuple[str, ...] = ()
+    chunk_size: int = 1048576
+    connect_timeout: float = 10.0
+    request_timeout: float = 300.0
+    max_connect_retries: int = 0
+    retry_min: float = 0.5
+    retry_max: float = 30.0
+    adaptive_polling: bool = True
+    poll_interval: float = 1.0
+    on_reject: str = "stop"
+    retention: Retention = Retention()
+    auto_resync: bool = False
+    auto_resync_retries: int = 3
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.source_dir / "quarantine"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / f"forwarder-{self.target}.json"
+
+
+def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
+    """Load one target file; ``name`` overrides the file stem that ``target`` must match
+    (for validating a file under a temporary name before it is renamed into place)."""
+    path = Path(path).resolve()
+    stem = name or path.stem
+    data = read_yaml(path)
+    sec = Section(path, data)
+    target = sec.string("target", required=True)
+    if not ID_RE.match(target):
+        raise sec.error("target", f"must be 1 to 64 of [A-Za-z0-9_.-] (got {target!r})")
+    if target != stem:
+        raise sec.error("target", f"must match the file name {stem + '.yaml'!r} (got {target!r})")
+    sk = sec.section("sink", required=True)
+    kind = sk.choice("type", SINK_TYPES, default="fanout")
+    endpoint = sk.string("endpoint", required=True)
+    url = urllib.parse.urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise sk.error("endpoint", f"must be an http(s) URL (got {endpoint!r})")
+    token = sk.string("token")
+    token_file = sk.path("token_file")
+    if (token is None) == (token_file is None):
+        raise sk.error("token_file", "give exactly one of token_file or token")
+    if token is not None:
+        check_private(path, "target file with an inline token")
+    sink = SinkConfig(kind, endpoint.rstrip("/"), token_file, token,
+                      sk.boolean("compress", False))
+    sk.finish()
+    ret = sec.section("retention")
+    retention = Retention(ret.integer("max_files", 0, minimum=0),
+                          ret.integer("max_bytes", 0, minimum=0))
+    ret.finish()
+    cfg = TargetConfig(
+        source=path,
+        target=target,
+        source_dir=sec.path("source_dir", f"../data/targets/{target}"),  # type: ignore[arg-type]
+        state_dir=sec.path("state_dir", "../data/state"),  # type: ignore[arg-type]
+        sink=sink,
+        ignore_origins=tuple(sec.string_list("ignore_origins", check=ID_RE.match)),  # type: ignore[arg-type]
+        chunk_size=sec.integer("chunk_size", 1048576, minimum=1024),
+        connect_timeout=sec.number("connect_timeout", 10.0, minimum=0.1),
+        request_timeout=sec.number("request_timeout", 300.0, minimum=0.1),
+        max_connect_retries=sec.integer("max_connect_retries", 0, minimum=0),
+        retry_min=sec.number("retry_min", 0.5, minimum=0.001),
+        retry_max=sec.number("retry_max", 30.0, minimum=0.001),
+        adaptive_polling=sec.boolean("adaptive_polling", True),
+        poll_interval=sec.number("poll_interval", 1.0, minimum=0.01),
+        on_reject=sec.choice("on_reject", ON_REJECT, default="stop"),
+        retention=retention,
+        auto_resync=sec.boolean("auto_resync", False),
+        auto_resync_retries=sec.integer("auto_resync_retries", 3, minimum=1),
+    )
+    sec.finish()
+    if cfg.retry_max < cfg.retry_min:
+        raise sec.error("retry_max", f"must be >= retry_min (got {cfg.retry_max})")
+    return cfg
+
+
+def target_files(targets_dir: Path) -> list[Path]:
+    """The target files of a node, in name order (``*.yaml``; dotfiles ignored)."""
+    if not targets_dir.is_dir():
+        return []
+    return sorted(p for p in targets_dir.glob("*.yaml") if not p.name.startswith("."))
