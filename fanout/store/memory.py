@@ -1,0 +1,282 @@
+"""The memory store: data and marks in RAM (gone on restart, by design), last_seq on disk.
+
+``last_seq`` lives in one small file, replaced atomically (temp file, fsync, rename, fsync
+of the directory) *before* memory changes, so an apply that fails, including on a full
+disk, changes nothing. After a restart ``last_seq`` continues where it was; data and marks
+start empty.
+
+An apply runs in two phases. Staging validates every entry and works out its effects
+against an overlay of the series (existence and attributes only: no entry ever needs to
+read points), producing a list of plain dict operations. Then the seq file is written, and
+only then are the operations replayed on memory under the lock, which cannot fail. Readers
+take the same lock only to copy out what they print, so they never wait for an fsync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from fanout.gts import selector_matches
+from fanout.gts.model import Labels, MetaLine, Reading, Selector, Value
+
+from ._common import (
+    check_delete_range,
+    check_reading,
+    classify,
+    deleted_keys,
+    disk_full,
+    format_series,
+    merge_attrs,
+    ordered,
+    range64,
+)
+from .base import Delete, Entry, Meta, Outcome, Update
+
+Key = tuple[str, Labels]
+Point = tuple[float | None, float | None, int | None, Value]  # lat, lon, elev, value
+
+
+class _Series:
+    __slots__ = ("attrs", "cls", "labels", "points")
+
+    def __init__(self, cls: str, labels: Labels):
+        self.cls = cls
+        self.labels = labels
+        self.attrs: Labels = ()
+        self.points: dict[int, Point] = {}
+
+
+class _Staging:
+    """What one apply will do: the series as later entries must see them, and the ops."""
+
+    def __init__(self, base: dict[Key, _Series]):
+        self.base = base
+        self.overlay: dict[Key, Labels | None] = {}  # key -> attrs, None: dropped
+        self.ops: list[tuple] = []
+
+    def exists(self, key: Key) -> bool:
+        if key in self.overlay:
+            return self.overlay[key] is not None
+        return key in self.base
+
+    def attrs(self, key: Key) -> Labels:
+        if key in self.overlay:
+            attrs = self.overlay[key]
+            assert attrs is not None
+            return attrs
+        return self.base[key].attrs
+
+    def keys(self) -> list[Key]:
+        live = [k for k in self.base if k not in self.overlay]
+        live.extend(k for k, a in self.overlay.items() if a is not None)
+        return live
+
+    def update(self, readings: Sequence[Reading]) -> None:
+        puts: dict[Key, list[tuple[int, Point]]] = {}
+        for r in readings:
+            check_reading(r)
+            key = (r.cls, r.labels)
+            items = puts.get(key)
+            if items is None:
+                if not self.exists(key):
+                    self.overlay[key] = ()
+                    self.ops.append(("create", key))
+                items = puts[key] = []
+            items.append((r.ts, (r.lat, r.lon, r.elev, r.value)))
+        for key, items in puts.items():
+            self.ops.append(("put", key, items))
+
+    def meta(self, lines: Sequence[MetaLine], delta: bool) -> None:
+        for ml in lines:
+            key = (ml.cls, ml.labels)
+            if not self.exists(key):
+                continue  # Warp 10 only sets attributes of existing series
+            attrs = merge_attrs(self.attrs(key), ml.attrs, delta)
+            self.overlay[key] = attrs
+            self.ops.append(("attrs", key, attrs))
+
+    def delete(self, change: Delete) -> tuple[str, ...]:
+        deleteall = check_delete_range(change.start, change.end)
+        matched = [k for k in self.keys() if selector_matches(change.selector, *k)]
+        if deleteall:
+            for key in matched:
+                self.overlay[key] = None
+                self.ops.append(("drop", key))
+        else:
+            assert change.start is not None and change.end is not None
+            rng = range64(change.start, change.end)
+            if rng is not None:
+                self.ops.extend(("delrange", key, *rng) for key in matched)
+        return deleted_keys(matched)
+
+
+class MemoryStore:
+    """See the module docstring. ``seq_path``'s parent directories are created if missing."""
+
+    def __init__(self, seq_path: Path):
+        self._seq_path = Path(seq_path)
+        try:
+            self._seq_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+        self._last_seq = self._read_seq()
+        self._series: dict[Key, _Series] = {}
+        self._marks: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- the seq file --------------------------------------------------------------------
+
+    def _read_seq(self) -> int:
+        try:
+            text = self._seq_path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return 0
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"{self._seq_path}: not a sequence number: {text!r}") from None
+        if value < 0:
+            raise ValueError(f"{self._seq_path}: negative sequence number {value}")
+        return value
+
+    def _write_seq(self, value: int) -> None:
+        path = self._seq_path
+        tmp = path.with_name(path.name + ".tmp")
+        replaced = False
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                data = f"{value}\n".encode("ascii")
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            replaced = True
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if replaced:
+                # The new value may or may not reach the disk: put the old one back, best
+                # effort, so that a failed apply leaves the file as it was.
+                with contextlib.suppress(OSError):
+                    path.write_text(f"{self._last_seq}\n", encoding="ascii")
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+
+    # -- Store ---------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def marks(self) -> dict[str, int]:
+        return dict(self._marks)
+
+    def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
+        if self._closed:
+            raise RuntimeError(f"{self._seq_path}: store is closed")
+        staging = _Staging(self._series)
+        marks = dict(self._marks)
+        outcomes: list[Outcome] = []
+        for entry in entries:
+            status = classify(marks, entry.origin, entry.oseq)
+            if status == "duplicate":
+                outcomes.append(Outcome("duplicate"))
+                continue
+            change = entry.change
+            deleted: tuple[str, ...] = ()
+            if isinstance(change, Update):
+                staging.update(change.readings)
+            elif isinstance(change, Meta):
+                staging.meta(change.lines, change.delta)
+            elif isinstance(change, Delete):
+                deleted = staging.delete(change)
+            else:
+                raise TypeError(f"unsupported change {change!r}")
+            marks[entry.origin] = entry.oseq
+            outcomes.append(Outcome(status, deleted))
+        if last_seq != self._last_seq:
+            self._write_seq(last_seq)  # durable first: if it fails, nothing changed
+        with self._lock:
+            self._commit(staging.ops)
+            self._marks = marks
+            self._last_seq = last_seq
+        return outcomes
+
+    def _commit(self, ops: list[tuple]) -> None:
+        series = self._series
+        for op in ops:
+            kind, key = op[0], op[1]
+            if kind == "put":
+                series[key].points.update(op[2])
+            elif kind == "create":
+                series[key] = _Series(*key)
+            elif kind == "attrs":
+                series[key].attrs = op[2]
+            elif kind == "delrange":
+                lo, hi = op[2], op[3]
+                s = series[key]
+                s.points = {ts: p for ts, p in s.points.items() if not lo <= ts <= hi}
+            elif kind == "drop":
+                del series[key]
+
+    def fetch(
+        self,
+        selector: Selector,
+        start: int,
+        end: int,
+        *,
+        last: int | None = None,
+        showattr: bool = False,
+    ) -> Iterator[str]:
+        if self._closed:
+            raise RuntimeError(f"{self._seq_path}: store is closed")
+        rng = range64(start, end)
+        if rng is None or (last is not None and last <= 0):
+            return iter(())
+        lo, hi = rng
+        # Copy out what the reply holds under the lock (one consistent snapshot); format
+        # outside it.
+        out = []
+        with self._lock:
+            matched = [
+                s for s in self._series.values() if selector_matches(selector, s.cls, s.labels)
+            ]
+            for s in ordered(matched, lambda s: (s.cls, s.labels)):
+                points = s.points
+                stamps = sorted(ts for ts in points if lo <= ts <= hi)
+                if last is not None:
+                    stamps = stamps[-last:]
+                if stamps:
+                    out.append((s.cls, s.labels, s.attrs, [(ts, *points[ts]) for ts in stamps]))
+        return self._format(out, showattr)
+
+    @staticmethod
+    def _format(out: list[tuple], showattr: bool) -> Iterator[str]:
+        for cls, labels, attrs, points in out:
+            yield from format_series(cls, labels, attrs if showattr else None, points)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,440 @@
+"""The default store: one SQLite file in WAL mode, every apply one durable transaction.
+
+Layout::
+
+    series(id, cls, labels, attrs)          labels/attrs: JSON [[name, value], ...], sorted
+    points(series_id, ts, lat, lon, elev, type, value)   PRIMARY KEY(series_id, ts)
+    marks(origin, oseq)                     per origin, the highest oseq applied
+    meta(key, value)                        last_seq, schema_version
+
+``lat``, ``lon`` and ``value`` have no declared type on purpose: a REAL column would store
+``-0.0`` as the integer 0, and a typed column would coerce strings. ``type`` says how to
+read ``value`` back (NaN and longs beyond 64 bits are kept as text).
+
+One writer thread calls :meth:`SqliteStore.apply` on the write connection; :meth:`fetch`
+may run in any thread, each fetch borrowing a read connection from a small pool, reading a
+WAL snapshot that the writer never blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from fanout.gts import selector_matches
+from fanout.gts.model import Labels, MetaLine, Reading, Selector
+
+from ._common import (
+    INT64_MAX,
+    INT64_MIN,
+    T_BOOL,
+    T_DOUBLE,
+    T_LONG,
+    TYPE_CODES,
+    check_delete_range,
+    classify,
+    decode_value,
+    deleted_keys,
+    disk_full,
+    format_series,
+    merge_attrs,
+    ordered,
+    range64,
+)
+from .base import Delete, Entry, Meta, Outcome, Update
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series(
+    id INTEGER PRIMARY KEY,
+    cls TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    attrs TEXT NOT NULL DEFAULT '[]',
+    UNIQUE(cls, labels)
+);
+CREATE TABLE IF NOT EXISTS points(
+    series_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    lat,
+    lon,
+    elev INTEGER,
+    type INTEGER NOT NULL,
+    value,
+    PRIMARY KEY(series_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS marks(origin TEXT PRIMARY KEY, oseq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+"""
+
+_INSERT_POINT = "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_POINT_BARE = (
+    "INSERT OR REPLACE INTO points (series_id, ts, type, value) VALUES (?, ?, ?, ?)"
+)
+_SELECT_POINTS = (
+    "SELECT ts, lat, lon, elev, type, value FROM points"
+    " WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts"
+)
+_SELECT_LAST = (
+    "SELECT ts, lat, lon, elev, type, value FROM points"
+    " WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?"
+)
+
+
+def _dump_labels(labels: Labels) -> str:
+    return json.dumps(labels, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load_labels(text: str) -> Labels:
+    return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+def _nan_safe(x: float | None) -> float | str | None:
+    # SQLite binds NaN as NULL: keep it as text, float() reads it back.
+    return "NaN" if x is not None and x != x else x
+
+
+def _point(row: tuple) -> tuple:
+    ts, lat, lon, elev, code, raw = row
+    if lat is not None and type(lat) is not float:
+        lat = float(lat)
+    if lon is not None and type(lon) is not float:
+        lon = float(lon)
+    return ts, lat, lon, elev, decode_value(code, raw)
+
+
+class SqliteStore:
+    """See the module docstring. ``path``'s parent directories are created if missing."""
+
+    def __init__(self, path: Path, *, cache_mb: int = 32):
+        self._path = Path(path)
+        self._cache_kib = cache_mb * 1024
+        self._lock = threading.Lock()  # guards the reader pool and _closed
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._connect(writer=True)
+        except BaseException as exc:
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+        try:
+            self._init_schema()
+            self._load()
+        except BaseException as exc:
+            self._conn.close()
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _connect(self, *, writer: bool) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions, we BEGIN/COMMIT ourselves.
+        # check_same_thread=False: connections are handed between threads, never shared
+        # by two at once (one writer thread; readers are borrowed from the pool).
+        conn = sqlite3.connect(
+            str(self._path), isolation_level=None, check_same_thread=False, timeout=60
+        )
+        try:
+            if writer:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise sqlite3.OperationalError(f"{self._path}: cannot enable WAL ({mode})")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
+            else:
+                conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._path}: store is closed")
+            if self._idle:
+                return self._idle.pop()
+        return self._connect(writer=False)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < 8:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _init_schema(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('last_seq', 0)")
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version[0] != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self._path}: store schema version {version[0]}, expected {SCHEMA_VERSION}"
+            )
+
+    def _load(self) -> None:
+        """(Re)build the writer's caches from committed state."""
+        conn = self._conn
+        self._ids: dict[tuple[str, Labels], int] = {}
+        self._attrs: dict[int, Labels] = {}
+        for sid, cls, labels, attrs in conn.execute("SELECT id, cls, labels, attrs FROM series"):
+            self._ids[(cls, _load_labels(labels))] = sid
+            self._attrs[sid] = _load_labels(attrs)
+        self._marks: dict[str, int] = dict(conn.execute("SELECT origin, oseq FROM marks"))
+        row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        self._last_seq: int = int(row[0])
+        self._cache_valid = True
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            # The transaction is gone either way; the caller's error is what matters.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+
+    # -- Store ---------------------------------------------------------------------------
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def marks(self) -> dict[str, int]:
+        return dict(self._marks)
+
+    def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        if not self._cache_valid:
+            self._load()
+        conn = self._conn
+        marks = dict(self._marks)
+        changed: dict[str, int] = {}
+        outcomes: list[Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for entry in entries:
+                    status = classify(marks, entry.origin, entry.oseq)
+                    if status == "duplicate":
+                        outcomes.append(Outcome("duplicate"))
+                        continue
+                    deleted = self._apply_change(entry.change)
+                    marks[entry.origin] = changed[entry.origin] = entry.oseq
+                    outcomes.append(Outcome(status, deleted))
+                if changed:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO marks VALUES (?, ?)", list(changed.items())
+                    )
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                # Series created, dropped or re-attributed by this call are in the caches:
+                # rebuild them from what is committed.
+                self._cache_valid = False
+                self._load()
+                raise
+        except BaseException as exc:
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+        self._marks = marks
+        self._last_seq = last_seq
+        return outcomes
+
+    def _apply_change(self, change: object) -> tuple[str, ...]:
+        if isinstance(change, Update):
+            self._apply_update(change.readings)
+            return ()
+        if isinstance(change, Meta):
+            self._apply_meta(change.lines, change.delta)
+            return ()
+        if isinstance(change, Delete):
+            return self._apply_delete(change)
+        raise TypeError(f"unsupported change {change!r}")
+
+    def _create_series(self, cls: str, labels: Labels) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO series (cls, labels, attrs) VALUES (?, ?, '[]')",
+            (cls, _dump_labels(labels)),
+        )
+        sid = cur.lastrowid
+        assert sid is not None
+        self._ids[(cls, labels)] = sid
+        self._attrs[sid] = ()
+        return sid
+
+    def _apply_update(self, readings: Sequence[Reading]) -> None:
+        # The hot path. Python's sqlite3 binds exact int/float/str fast but goes through
+        # its adapter protocol (several failed attribute lookups) for None and bool, which
+        # doubles the cost of a row; so a reading without position is inserted by a
+        # statement that leaves lat/lon/elev to their NULL default, and bools are bound as
+        # 0/1. Runs of one kind keep the input order (the last reading at a ts wins).
+        ids = self._ids
+        codes = TYPE_CODES
+        runs: list[tuple[str, list[tuple]]] = []
+        rows: list[tuple] = []
+        positioned: bool | None = None
+        for r in readings:
+            key = (r.cls, r.labels)
+            sid = ids.get(key)
+            if sid is None:
+                sid = self._create_series(r.cls, r.labels)
+            ts = r.ts
+            if type(ts) is not int:
+                raise TypeError(f"reading timestamp must be an int, not {ts!r}")
+            v = r.value
+            code = codes.get(type(v))
+            if code is None:
+                raise TypeError(f"unsupported reading value {v!r} of type {type(v).__name__}")
+            if code == T_DOUBLE:
+                if v != v:
+                    v = "NaN"
+            elif code == T_LONG:
+                if not INT64_MIN <= v <= INT64_MAX:  # type: ignore[operator]
+                    v = str(v)
+            elif code == T_BOOL:
+                v = 1 if v else 0
+            lat = r.lat
+            lon = r.lon
+            elev = r.elev
+            if lat is None and lon is None and elev is None:
+                if positioned is not False:
+                    positioned = False
+                    rows = []
+                    runs.append((_INSERT_POINT_BARE, rows))
+                rows.append((sid, ts, code, v))
+            else:
+                if positioned is not True:
+                    positioned = True
+                    rows = []
+                    runs.append((_INSERT_POINT, rows))
+                rows.append((sid, ts, _nan_safe(lat), _nan_safe(lon), elev, code, v))
+        for sql, run in runs:
+            self._conn.executemany(sql, run)
+
+    def _apply_meta(self, lines: Sequence[MetaLine], delta: bool) -> None:
+        updates = []
+        for ml in lines:
+            sid = self._ids.get((ml.cls, ml.labels))
+            if sid is None:
+                continue  # Warp 10 only sets attributes of existing series
+            old = self._attrs[sid]
+            new = merge_attrs(old, ml.attrs, delta)
+            if new != old:
+                self._attrs[sid] = new
+                updates.append((_dump_labels(new), sid))
+        if updates:
+            self._conn.executemany("UPDATE series SET attrs = ? WHERE id = ?", updates)
+
+    def _apply_delete(self, change: Delete) -> tuple[str, ...]:
+        deleteall = check_delete_range(change.start, change.end)
+        sel = change.selector
+        matched = [(key, sid) for key, sid in self._ids.items() if selector_matches(sel, *key)]
+        conn = self._conn
+        sids = [(sid,) for _, sid in matched]
+        if deleteall:
+            conn.executemany("DELETE FROM points WHERE series_id = ?", sids)
+            conn.executemany("DELETE FROM series WHERE id = ?", sids)
+            for key, sid in matched:
+                del self._ids[key]
+                del self._attrs[sid]
+        else:
+            assert change.start is not None and change.end is not None
+            rng = range64(change.start, change.end)
+            if rng is not None:
+                conn.executemany(
+                    "DELETE FROM points WHERE series_id = ? AND ts BETWEEN ? AND ?",
+                    [(sid, *rng) for _, sid in matched],
+                )
+        return deleted_keys(key for key, _ in matched)
+
+    def fetch(
+        self,
+        selector: Selector,
+        start: int,
+        end: int,
+        *,
+        last: int | None = None,
+        showattr: bool = False,
+    ) -> Iterator[str]:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        return self._fetch(selector, start, end, last, showattr)
+
+    def _fetch(
+        self, selector: Selector, start: int, end: int, last: int | None, showattr: bool
+    ) -> Iterator[str]:
+        rng = range64(start, end)
+        if rng is None or (last is not None and last <= 0):
+            return
+        lo, hi = rng
+        conn = self._reader()
+        cur: sqlite3.Cursor | None = None
+        try:
+            conn.execute("BEGIN")  # one snapshot for the whole reply
+            matched = []
+            for sid, cls, labels_json, attrs_json in conn.execute(
+                "SELECT id, cls, labels, attrs FROM series"
+            ):
+                labels = _load_labels(labels_json)
+                if selector_matches(selector, cls, labels):
+                    matched.append((sid, cls, labels, attrs_json))
+            for sid, cls, labels, attrs_json in ordered(matched, lambda m: (m[1], m[2])):
+                attrs = _load_labels(attrs_json) if showattr else None
+                if last is None:
+                    cur = conn.execute(_SELECT_POINTS, (sid, lo, hi))
+                    while rows := cur.fetchmany(1000):
+                        yield from format_series(cls, labels, attrs, map(_point, rows))
+                    cur.close()
+                    cur = None
+                else:
+                    rows = conn.execute(_SELECT_LAST, (sid, lo, hi, last)).fetchall()
+                    rows.reverse()
+                    yield from format_series(cls, labels, attrs, map(_point, rows))
+        finally:
+            if cur is not None:
+                cur.close()
+            try:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            except sqlite3.Error:
+                conn.close()
+            else:
+                self._release(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        self._conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
