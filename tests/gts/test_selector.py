@@ -1,0 +1,162 @@
+"""Selectors ``CLASSSEL{LABELSELS}``: parsing, canonical form, matching."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fanout.errors import SelectorError
+from fanout.gts import format_selector, parse_selector, selector_matches
+from fanout.gts.model import LabelSelector, Selector
+
+from .strategies import selectors
+
+
+def test_parse_example() -> None:
+    sel = parse_selector("os.cpu{host~web.*,dc=paris}")
+    assert sel == Selector(
+        "=",
+        "os.cpu",
+        (LabelSelector("dc", "=", "paris"), LabelSelector("host", "~", "web.*")),
+    )
+    assert format_selector(sel) == "=os.cpu{dc=paris,host~web.%2A}"
+    assert parse_selector("=os.cpu{dc=paris,host~web.%2A}") == sel
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a{}", Selector("=", "a", ())),
+        ("=a{}", Selector("=", "a", ())),
+        ("~a.*{}", Selector("~", "a.*", ())),
+        ("%7Ea{}", Selector("=", "~a", ())),  # an encoded ~ is part of a bare name
+        ("=~a{}", Selector("=", "~a", ())),
+        ("~%5Cd%7B2%7D{}", Selector("~", r"\d{2}", ())),
+        ("a{k=}", Selector("=", "a", (LabelSelector("k", "=", ""),))),
+        ("a{k=a=b}", Selector("=", "a", (LabelSelector("k", "=", "a=b"),))),
+        ("a{k~a=b}", Selector("=", "a", (LabelSelector("k", "~", "a=b"),))),
+        ("a{k=v%2Cw}", Selector("=", "a", (LabelSelector("k", "=", "v,w"),))),
+        (
+            "a{z=1,b~x,b=y}",
+            Selector(
+                "=",
+                "a",
+                (
+                    LabelSelector("b", "=", "y"),
+                    LabelSelector("b", "~", "x"),
+                    LabelSelector("z", "=", "1"),
+                ),
+            ),
+        ),
+    ],
+)
+def test_parse_forms(text: str, expected: Selector) -> None:
+    assert parse_selector(text) == expected
+
+
+def test_equal_selectors_compare_equal() -> None:
+    assert parse_selector("a{y=1,x~.*}") == parse_selector("=a{x~.%2A,y=1}")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a", "no label selector block"),
+        ("", "no label selector block"),
+        ("a{", "unclosed label selector block"),
+        ("a{k=v", "unclosed label selector block"),
+        ("a{}x", "unclosed label selector block"),
+        ("a}{}", "unexpected '}'"),
+        ("a{{}}", "unexpected brace"),
+        ("{}", "empty class selector"),
+        ("={}", "empty class selector"),
+        ("~{}", "empty class selector"),
+        ("a{k}", "label selector 'k' has no '=' or '~'"),
+        ("a{k=1,}", "empty label selector"),
+        ("a{=1}", "empty label name"),
+        ("a{~1}", "empty label name"),
+        ("%zz{}", "invalid class selector '%zz'"),
+        ("a{k=%zz}", "invalid label value '%zz'"),
+        ("a{k~%zz}", "invalid label regex '%zz'"),
+        ("a\ud800{}", "invalid character U+D800"),
+    ],
+)
+def test_malformed(text: str, reason: str) -> None:
+    with pytest.raises(SelectorError) as info:
+        parse_selector(text)
+    assert reason in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("text", ["~(a{}", "a{k~[}", "a{k~*}", "~a%28{}"])
+def test_invalid_regex_names_the_regex_and_re_message(text: str) -> None:
+    with pytest.raises(SelectorError) as info:
+        parse_selector(text)
+    message = str(info.value)
+    assert message.startswith("invalid regex ")
+    assert any(m in message for m in ("missing", "unterminated", "nothing to repeat"))
+
+
+def test_matching_semantics() -> None:
+    def m(text: str, cls: str, **labels: str) -> bool:
+        return selector_matches(parse_selector(text), cls, tuple(sorted(labels.items())))
+
+    # exact class, any labels with {}
+    assert m("a{}", "a")
+    assert m("=a{}", "a", k="v")
+    assert not m("a{}", "ab")
+    # class regex: full match only
+    assert m("~a.*{}", "abc")
+    assert not m("~b{}", "abc")
+    assert not m("~a{}", "ab")
+    assert m("~os%5C..%2A{}", "os.cpu")
+    # exact label
+    assert m("a{k=v}", "a", k="v", j="x")
+    assert not m("a{k=v}", "a", k="vv")
+    assert not m("a{k=v}", "a")
+    assert m("a{k=v%2Cw}", "a", k="v,w")
+    # label regex: full match
+    assert m("a{k~web.*}", "a", k="web1")
+    assert not m("a{k~web}", "a", k="web1")
+    # an absent label is the empty string
+    assert m("a{k=}", "a")
+    assert m("a{k=}", "a", k="")
+    assert not m("a{k=}", "a", k="v")
+    assert m("a{k~.*}", "a")
+    assert not m("a{k~.+}", "a")
+    # all label selectors must match
+    assert m("a{k=1,j~x|y}", "a", k="1", j="y")
+    assert not m("a{k=1,j~x|y}", "a", k="1", j="z")
+    assert not m("a{k=1,j~x|y}", "a", k="2", j="x")
+
+
+def test_manually_built_selectors() -> None:
+    sel = Selector("~", "(", ())
+    with pytest.raises(SelectorError):
+        selector_matches(sel, "a", ())
+    with pytest.raises(SelectorError):
+        selector_matches(Selector("!", "a", ()), "a", ())
+    unsorted = Selector("=", "a", (LabelSelector("z", "=", "1"), LabelSelector("b", "=", "2")))
+    assert format_selector(unsorted) == "=a{b=2,z=1}"
+
+
+@given(selectors())
+def test_format_then_parse_roundtrips(sel: Selector) -> None:
+    text = format_selector(sel)
+    assert parse_selector(text) == sel
+    assert format_selector(parse_selector(text)) == text
+
+
+SEL_ALPHABET = "ab=~,{}%2C7B.*()[]+?|\\ é"
+
+
+@given(st.one_of(st.text(), st.text(alphabet=SEL_ALPHABET)))
+def test_random_text_raises_only_selector_errors(text: str) -> None:
+    try:
+        sel = parse_selector(text)
+    except SelectorError:
+        return
+    canonical = format_selector(sel)
+    assert parse_selector(canonical) == sel
+    assert format_selector(parse_selector(canonical)) == canonical
+    selector_matches(sel, "a", (("a", "b"),))
