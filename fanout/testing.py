@@ -59,6 +59,15 @@ class Client:
             self._conn.close()
             self._conn = None
 
+    def __del__(self) -> None:  # a dropped client closes its socket quietly
+        self.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, token: str | None = None,
                 check: bool = True) -> tuple[int, bytes]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,22 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+WRITERS = 4
+
+
+def _write(node: NodeProc, i: int, until: float, counts: list[int]) -> None:
+    client = node.client("ingest")
+    base = int(time.time() * 1e6)
+    n = 0
+    while time.time() < until:
+        client.update("".join(
+            f"{base + n * 100 + j}/48.85:2.35/35 demo.temperature{{room=r{i}}} {20 + j / 10}\n"
+            for j in range(100)))
+        n += 1
+    counts[i] = n
+    client.close()
+
+
 def run_demo(directory: Path, seconds: float = 10.0) -> int:
     root = fresh_dir(directory)
     say = print
@@ -37,20 +54,16 @@ def run_demo(directory: Path, seconds: float = 10.0) -> int:
     say(f"== node paris-1 initialised in {node.dir} (listening on {node.url})")
     node.start_and_wait()
     try:
-        client = node.client("ingest")
-        say(f"== writing a stream of points for {seconds:.0f}s")
-        sent = requests = 0
+        say(f"== writing a stream of points for {seconds:.0f}s from {WRITERS} concurrent clients")
         t0 = time.time()
-        base = int(t0 * 1e6)
-        while time.time() - t0 < seconds:
-            lines = [
-                f"{base + sent + i}/48.85:2.35/35 demo.temperature{{room=r{i % 4}}} "
-                f"{20 + (sent + i) % 10 / 10}"
-                for i in range(100)
-            ]
-            client.update("\n".join(lines))
-            sent += len(lines)
-            requests += 1
+        counts = [0] * WRITERS
+        threads = [threading.Thread(target=_write, args=(node, i, t0 + seconds, counts))
+                   for i in range(WRITERS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent, requests = sum(counts) * 100, sum(counts)
         rate = sent / (time.time() - t0)
         say(f"   {sent} points acknowledged in {requests} requests ({rate:,.0f} points/s)")
         reader = node.client("reader")
@@ -59,7 +72,8 @@ def run_demo(directory: Path, seconds: float = 10.0) -> int:
         say(f"== fetch returns {got} points; logger state: lastLogTick={state['lastLogTick']} "
             f"totalEvents={state['totalEvents']}")
         files = sorted(node.datalog_dir.glob("*.dlog"))
-        say(f"== datalog: {len(files)} files for {requests} requests (group commit)")
+        say(f"== datalog: {len(files)} files for {requests} requests "
+            "(group commit: requests that arrive during an fsync share the next file)")
         verify(node.datalog_dir)
         if got != sent:
             say(f"FAILED: wrote {sent} points, fetched {got}", file=sys.stderr)

@@ -69,7 +69,7 @@ def test_any_flipped_byte_is_detected_with_its_record_offset(data: st.DataObject
 def test_truncation_is_detected(cut: int) -> None:
     raw = image([rec(1), rec(2)])
     cut = min(cut, len(raw) - 1)
-    with pytest.raises(DatalogCorruptError, match="truncated|shorter"):
+    with pytest.raises(DatalogCorruptError, match=r"truncated|shorter"):
         decode_records(raw[: len(raw) - cut], "t.dlog")
 
 
