@@ -131,6 +131,25 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
         time.sleep(interval)
 
 
+def eventually(check: Any, what: str, timeout: float = 10.0) -> None:
+    """Poll an assertion until it holds (state files are written about once a second);
+    on timeout re-raise the last AssertionError so the test says what was wrong."""
+    err: list[BaseException] = []
+
+    def ok() -> bool:
+        try:
+            check()
+            return True
+        except (AssertionError, KeyError) as exc:
+            err[:] = [exc]
+            return False
+
+    try:
+        wait_until(ok, timeout, interval=0.2, what=what)
+    except TimeoutError:
+        raise AssertionError(f"{what}: {err[0]!r}") from None
+
+
 def tokens_of(node_dir: Path) -> dict[str, str]:
     """token id -> secret, from a node directory made by ``fanout init``."""
     data = yaml.safe_load((Path(node_dir) / "secrets" / "tokens.yaml").read_text())
@@ -253,3 +272,124 @@ class NodeProc(Proc):
     @property
     def state_dir(self) -> Path:
         return self.dir / "data" / "state"
+
+
+def forwarder_cmd(config: Path) -> list[str]:
+    return [sys.executable, "-m", "forwarder.main", "--config", str(config)]
+
+
+class Topology:
+    """Nodes, distributors and forwarders as real processes under one directory.
+
+    ``link(a, b)`` makes ``b`` a target of ``a`` (a target file in a's ``forwarders.d``
+    holding b's replicate token); ``start()`` runs every distributor and forwarder.
+    Everything it started is killed by ``close()``.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.nodes: dict[str, NodeProc] = {}
+        self.distributors: dict[str, Proc] = {}
+        self.forwarders: dict[tuple[str, str], Proc] = {}
+        self.targets: dict[tuple[str, str], Path] = {}
+
+    def node(self, node_id: str, store: str = "sqlite", **overrides: Any) -> NodeProc:
+        n = NodeProc.init(self.root / node_id, node_id, store, **overrides)
+        self.nodes[node_id] = n
+        return n
+
+    def link(self, src: NodeProc, dst: NodeProc, name: str | None = None,
+             **overrides: Any) -> Path:
+        from fanout.cli.target_cmd import add_target
+
+        name = name or dst.dir.name
+        path = add_target(src.config, name, dst.url, dst.tokens["replicator"], None)
+        data = yaml.safe_load(path.read_text())
+        data.setdefault("retry_min", 0.05)
+        data.setdefault("retry_max", 0.5)
+        data.setdefault("poll_interval", 0.2)
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.targets[(src.dir.name, name)] = path
+        return path
+
+    def start_nodes(self) -> None:
+        for n in self.nodes.values():
+            if not n.alive():
+                n.start()
+        for n in self.nodes.values():
+            n.wait_ready()
+
+    def distributor(self, src: NodeProc) -> Proc:
+        p = Proc(fanout_cmd("distribute", "--config", str(src.config)),
+                 src.dir / "distributor.log")
+        self.distributors[src.dir.name] = p
+        return p
+
+    def forwarder(self, src: NodeProc, target: str) -> Proc:
+        key = (src.dir.name, target)
+        p = Proc(forwarder_cmd(self.targets[key]), src.dir / f"forwarder-{target}.log")
+        self.forwarders[key] = p
+        return p
+
+    def start(self) -> None:
+        """Nodes, then each source's distributor and forwarders."""
+        self.start_nodes()
+        for src_id in {s for s, _ in self.targets}:
+            src = self.nodes[src_id]
+            if src_id not in self.distributors or not self.distributors[src_id].alive():
+                self.distributor(src).start()
+        for (src_id, target) in self.targets:
+            p = self.forwarders.get((src_id, target))
+            if p is None or not p.alive():
+                self.forwarder(self.nodes[src_id], target).start()
+
+    def forwarder_state(self, src: NodeProc, target: str) -> dict[str, Any]:
+        from fanout.statefile import read_json
+
+        return read_json(src.state_dir / f"forwarder-{target}.json") or {}
+
+    def node_state(self, node: NodeProc) -> dict[str, Any]:
+        from fanout.statefile import read_json
+
+        return read_json(node.state_dir / "node.json") or {}
+
+    def fetch_all(self, node: NodeProc) -> str:
+        with node.client("reader") as c:
+            return c.fetch("~.*{}", showattr=True)
+
+    def wait_converged(self, reference: NodeProc, others: list[NodeProc],
+                       timeout: float = 60.0) -> str:
+        """Until every node's full fetch equals the reference's; returns it."""
+        last: dict[str, str] = {}
+
+        def same() -> bool:
+            ref = self.fetch_all(reference)
+            for o in others:
+                last[o.dir.name] = self.fetch_all(o)
+            return all(v == ref for v in last.values()) and bool(ref)
+
+        try:
+            wait_until(same, timeout, interval=0.25, what="replicas to converge")
+        except TimeoutError:
+            ref = self.fetch_all(reference)
+            diff = {k: (len(v), len(ref)) for k, v in last.items() if v != ref}
+            raise TimeoutError(f"not converged (bytes node/ref): {diff}\n"
+                               + self.logs_tail()) from None
+        return self.fetch_all(reference)
+
+    def logs_tail(self, n: int = 1500) -> str:
+        out = []
+        for p in [*self.distributors.values(), *self.forwarders.values(),
+                  *self.nodes.values()]:
+            out.append(f"--- {p.log_path}\n{p.log_text()[-n:]}")
+        return "\n".join(out)
+
+    def close(self) -> None:
+        for p in [*self.forwarders.values(), *self.distributors.values(),
+                  *self.nodes.values()]:
+            p.kill()

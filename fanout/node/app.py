@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -32,6 +32,13 @@ NODE = web.AppKey("node", "Node")
 
 
 @dataclass
+class ReplicationStats:
+    batches: int = 0
+    records: int = 0
+    loops: int = 0
+
+
+@dataclass
 class Node:
     config: NodeConfig
     tokens: TokenTable
@@ -40,6 +47,7 @@ class Node:
     requests: int = 0
     rejected: int = 0
     started: float = 0.0
+    replication: ReplicationStats = field(default_factory=ReplicationStats)
 
     def logger_state(self) -> dict[str, object]:
         """ArangoDB's logger-state reply shape; ticks leave the process as strings."""
@@ -201,6 +209,8 @@ async def count_requests(request: web.Request, handler):  # type: ignore[no-unty
 
 
 def build_app(node: Node) -> web.Application:
+    from fanout.node.replication import handle_replicate
+
     app = web.Application(client_max_size=node.config.max_body_size,
                           middlewares=[count_requests])
     app[NODE] = node
@@ -213,6 +223,7 @@ def build_app(node: Node) -> web.Application:
             web.get("/api/v0/delete", handle_delete),
             web.get("/api/v0/fetch", handle_fetch),
             web.get("/api/v0/replication/logger-state", handle_logger_state),
+            web.post("/api/v0/replicate", handle_replicate),
         ]
     )
     return app

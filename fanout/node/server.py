@@ -52,6 +52,13 @@ def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
         "failedCommits": s.failed_commits,
         "lastError": s.last_error,
         "marks": {k: str(v) for k, v in c.marks.items()},
+        "replication": {
+            "batches": node.replication.batches,
+            "records": node.replication.records,
+            "loops": node.replication.loops,
+            "duplicates": s.duplicates,
+            "gaps": s.gaps,
+        },
     }
 
 

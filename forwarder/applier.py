@@ -1,0 +1,286 @@
+"""The forwarder's main loop: scan, batch, send, settle; one batch in flight.
+
+Order of effects after an acknowledgement: cursor file, then unlink of the files the batch
+fully covered. A crash between any two steps only makes records be sent again, and the
+target's per-origin dedup makes that harmless (and counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from fanout.datalog.format import Record
+from fanout.errors import (
+    ERROR_INVALID_RESPONSE,
+    ERROR_NO_RESPONSE,
+    ERROR_TARGET_ERROR,
+    DatalogCorruptError,
+)
+from fanout.statefile import iso_now, read_json, write_json_atomic
+from forwarder.config import TargetConfig
+from forwarder.retry import Backoff, FailureLog
+from forwarder.sinks.base import Batch, Sink, SinkRejected, SinkUnavailable
+from forwarder.source import Chunk, SourceReader, scan_pending
+from forwarder.state import ApplierState, LastError, Phase
+from forwarder.wakeup import DirWatch
+
+log = logging.getLogger("fanout.forwarder")
+
+MAX_IDLE_POLL_FACTOR = 10
+
+
+class ForwarderStopped(Exception):
+    """The forwarder gives up by policy (max retries, a rejection, corruption)."""
+
+    def __init__(self, error_num: int, message: str):
+        super().__init__(message)
+        self.error_num = error_num
+
+
+class _Interrupted(Exception):
+    """SIGTERM arrived while waiting: leave the loop, nothing is lost."""
+
+
+class Forwarder:
+    def __init__(self, cfg: TargetConfig, sink: Sink):
+        self.cfg = cfg
+        self.sink = sink
+        self.state = ApplierState(cfg.target, cfg.state_file)
+        self.cursor_path = cfg.state_dir / f"forwarder-{cfg.target}.cursor"
+        self.stop_event = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.backoff = Backoff(cfg.retry_min, cfg.retry_max)
+        self.failures = FailureLog(log, f"forwarding to {cfg.target}")
+        cursor = self._load_cursor()
+        self.reader = SourceReader(cfg.source_dir, cursor)
+        self.state.last_processed = cursor
+        self.state.last_applied = int((read_json(self.cursor_path) or {}).get(
+            "lastAppliedTick", cursor))
+        self._pending_due = 0.0
+        self._pending_cost = 0.0
+
+    # -- cursor ---------------------------------------------------------------------------
+
+    def _load_cursor(self) -> int:
+        data = read_json(self.cursor_path)
+        try:
+            return int(data["lastProcessedTick"]) if data else 0
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring unreadable cursor file %s", self.cursor_path)
+            return 0
+
+    def _save_cursor(self) -> None:
+        write_json_atomic(self.cursor_path, {
+            "lastProcessedTick": str(self.state.last_processed),
+            "lastAppliedTick": str(self.state.last_applied),
+            "time": iso_now(),
+        })
+
+    # -- main loop ------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self.wake.set()
+
+    async def run(self) -> int:
+        """0 after SIGTERM, 3 when it stopped itself (state says why)."""
+        self.cfg.source_dir.mkdir(parents=True, exist_ok=True)
+        self.state.write()
+        watch = DirWatch(self.cfg.source_dir, self.wake)
+        try:
+            await self._connect()
+            await self._loop()
+            self.state.set_phase(Phase.STOPPED, "stopped on request")
+            return 0
+        except _Interrupted:
+            self.state.set_phase(Phase.STOPPED, "stopped on request")
+            return 0
+        except ForwarderStopped as exc:
+            log.error("forwarder %s stops: %s", self.cfg.target, exc)
+            self.state.last_error = LastError(exc.error_num, str(exc))
+            self.state.set_phase(Phase.FAILED, str(exc))
+            return 3
+        finally:
+            watch.close()
+            await self.sink.close()
+            self._refresh_pending(force=True)
+            self.state.write()
+
+    async def _connect(self) -> None:
+        """Learn the target's id (for ``via`` filtering); a refusal here is about the
+        token or the endpoint, not the data, so it stops whatever ``on_reject`` says."""
+        self.state.set_phase(Phase.CONNECTING, f"asking {self.cfg.sink.endpoint} who it is")
+        try:
+            self.state.target_id = await self._with_retry(self.sink.describe)
+        except SinkRejected as exc:
+            raise ForwarderStopped(ERROR_TARGET_ERROR, str(exc)) from None
+        self.state.set_phase(Phase.RUNNING, f"connected to {self.state.target_id or 'target'}")
+
+    async def _loop(self) -> None:
+        idle_factor = 1.0
+        rescan = False
+        single_file_until: str | None = None
+        while not self.stop_event.is_set():
+            chunk = self._next_chunk(rescan, single_file_until)
+            rescan = False
+            if chunk is None:
+                single_file_until = None
+                self.state.set_phase(Phase.IDLE, "waiting for files")
+                self._refresh_pending()
+                self.state.write_if_due()
+                timeout = self.cfg.poll_interval * idle_factor
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+                if not self.wake.is_set() and self.cfg.adaptive_polling:
+                    idle_factor = min(MAX_IDLE_POLL_FACTOR, idle_factor * 2)
+                else:
+                    idle_factor = 1.0
+                rescan = True  # idle: look for stragglers from the start of the directory
+                continue
+            idle_factor = 1.0
+            if single_file_until is not None and chunk.files[-1:] >= [single_file_until]:
+                single_file_until = None
+            if chunk.records:
+                self.state.set_phase(Phase.RUNNING, f"sending {len(chunk.records)} records")
+                try:
+                    await self._deliver(chunk)
+                except SinkRejected as exc:
+                    single_file_until = self._on_reject(chunk, exc, single_file_until)
+                    continue
+            self._settle(chunk)
+
+    def _next_chunk(self, rescan: bool, single_file_until: str | None) -> Chunk | None:
+        try:
+            return self.reader.next_chunk(self.cfg.chunk_size, self._keep,
+                                          single_file=single_file_until is not None,
+                                          rescan=rescan)
+        except DatalogCorruptError as exc:
+            name = Path(exc.path).name
+            if self.cfg.on_reject == "quarantine":
+                self._quarantine(name, ERROR_INVALID_RESPONSE, str(exc), {"offset": exc.offset})
+                self.reader.rewind()
+                return self._next_chunk(False, single_file_until)
+            raise ForwarderStopped(ERROR_INVALID_RESPONSE,
+                                   f"corrupt datalog file: {exc}") from None
+
+    def _keep(self, rec: Record) -> bool:
+        if rec.origin in self.cfg.ignore_origins:
+            return False
+        tid = self.state.target_id
+        return not (tid is not None and tid in rec.via)
+
+    async def _deliver(self, chunk: Chunk) -> None:
+        batch = Batch(chunk.records, chunk.payload)
+        result = await self._with_retry(lambda: self.sink.send(batch))
+        s = self.state
+        s.total_requests += 1
+        s.total_duplicates += result.duplicate
+        s.total_loops += result.loop
+        s.total_gaps += result.gap
+        s.total_bytes += len(chunk.payload)
+        s.last_applied = chunk.records[-1].seq
+
+    def _settle(self, chunk: Chunk) -> None:
+        s = self.state
+        s.last_processed = max(s.last_processed, chunk.last_seq)
+        s.total_events += len(chunk.records)
+        s.total_excluded += chunk.excluded
+        self._save_cursor()
+        self.reader.settle(chunk)
+        self._refresh_pending()
+        s.write_if_due()
+
+    async def _with_retry(self, call):  # type: ignore[no-untyped-def]
+        """Retry connection errors, timeouts, 5xx, 408, 429 with backoff; give up (1400)
+        after max_connect_retries failures in a row (0: never)."""
+        while True:
+            if self.stop_event.is_set():
+                raise _Interrupted
+            task = asyncio.ensure_future(call())
+            stopper = asyncio.ensure_future(self.stop_event.wait())
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if task not in done:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise _Interrupted
+            try:
+                result = task.result()
+            except SinkUnavailable as exc:
+                await self._failed(exc)
+                continue
+            self.failures.recovered()
+            self.backoff.reset()
+            self.state.failed_connects = 0
+            return result
+
+    async def _failed(self, exc: SinkUnavailable) -> None:
+        s = self.state
+        s.failed_connects += 1
+        s.total_failed_connects += 1
+        s.last_error = LastError(exc.error_num, str(exc))
+        limit = self.cfg.max_connect_retries
+        if limit and s.failed_connects >= limit:
+            raise ForwarderStopped(ERROR_NO_RESPONSE,
+                                   f"no response from {self.cfg.sink.endpoint} after "
+                                   f"{s.failed_connects} tries: {exc}")
+        delay = self.backoff.next_delay()
+        self.failures.failed(str(exc), delay)
+        s.set_phase(Phase.BACKOFF, f"retrying in {delay:.1f}s: {exc}")
+        s.write()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), delay)
+
+    def _on_reject(self, chunk: Chunk, exc: SinkRejected, single_until: str | None) -> str | None:
+        if self.cfg.on_reject == "stop":
+            raise ForwarderStopped(ERROR_TARGET_ERROR, str(exc))
+        self.reader.rewind()
+        if len(chunk.files) > 1:
+            # find the culprit: resend this span one file at a time
+            return chunk.files[-1]
+        self._quarantine(chunk.files[0], ERROR_TARGET_ERROR, str(exc),
+                         {"status": exc.status})
+        return single_until
+
+    def _quarantine(self, name: str, error_num: int, why: str, extra: dict[str, object]) -> None:
+        qdir = self.cfg.quarantine_dir
+        qdir.mkdir(exist_ok=True)
+        src = self.cfg.source_dir / name
+        note = {"file": name, "target": self.cfg.target, "errorNum": error_num,
+                "reason": why, "time": iso_now(), **extra}
+        (qdir / f"{name}.json").write_text(json.dumps(note, indent=1) + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(src, qdir / name)
+        self.state.quarantined += 1
+        self.state.last_error = LastError(error_num, f"quarantined {name}: {why}")
+        log.error("quarantined %s: %s", name, why)
+        self.state.write()
+
+    def _refresh_pending(self, force: bool = False) -> None:
+        """Backlog figures; a big backlog is scanned less often (cost-proportional)."""
+        now = time.monotonic()
+        if not force and now < self._pending_due:
+            return
+        t0 = time.monotonic()
+        try:
+            p = scan_pending(self.cfg.source_dir, time.time())
+        except FileNotFoundError:
+            return
+        cost = time.monotonic() - t0
+        self._pending_due = now + max(1.0, cost * 20)
+        s = self.state
+        s.pending_files, s.pending_bytes, s.pending_oldest_age = p.files, p.bytes, p.oldest_age
+        node = read_json(self.cfg.state_dir / "node.json") or {}
+        try:
+            available = int(node.get("lastLogTick", 0))
+        except (TypeError, ValueError):
+            available = 0
+        s.last_available = max(s.last_available, available, p.newest_seq, s.last_processed)

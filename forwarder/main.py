@@ -1,0 +1,69 @@
+"""``fanout-forwarder --config forwarders.d/T.yaml``: one target, in the foreground.
+
+Exit codes: 0 stopped on SIGTERM/SIGINT; 3 stopped itself by policy (gave up after
+max_connect_retries, target rejected data with on_reject: stop, corrupt file), with the
+reason in the state file's lastError; 78 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from fanout.cli.main import EXIT_CONFIG, setup_logging
+from fanout.errors import ConfigError
+from fanout.statefile import write_json_atomic
+from forwarder.applier import Forwarder
+from forwarder.config import load_target_config
+from forwarder.sinks import make_sink
+
+log = logging.getLogger("fanout.forwarder")
+
+
+async def _run(config: Path) -> int:
+    cfg = load_target_config(config)
+    sink = make_sink(cfg, cfg.sink.secret())
+    fwd = Forwarder(cfg, sink)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, fwd.request_stop)
+    log.info("forwarder %s: %s -> %s (%s)", cfg.target, cfg.source_dir, cfg.sink.endpoint,
+             cfg.sink.type)
+    return await fwd.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="fanout-forwarder", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="forwarders.d/<target>.yaml")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return asyncio.run(_run(Path(args.config)))
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"Try: {exc.hint}", file=sys.stderr)
+        _record_config_error(Path(args.config), exc)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _record_config_error(config: Path, exc: ConfigError) -> None:
+    """Leave the reason where ``fanout status`` looks, if the state dir can be guessed."""
+    state_dir = config.resolve().parent.parent / "data" / "state"
+    if state_dir.is_dir():
+        write_json_atomic(state_dir / f"forwarder-{config.stem}.json", {
+            "process": f"forwarder-{config.stem}", "target": config.stem, "running": False,
+            "phase": "failed",
+            "lastError": {"errorNum": exc.error_num, "errorMessage": str(exc)},
+        })
+
+
+if __name__ == "__main__":
+    sys.exit(main())

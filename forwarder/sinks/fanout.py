@@ -1,0 +1,60 @@
+"""Sink ``fanout``: a fanout node's ``/api/v0/replicate``, batches of raw records."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from forwarder.config import TargetConfig
+from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
+from forwarder.sinks.http import NETWORK_ERRORS, make_session, unavailable
+
+CONTENT_TYPE = "application/x-fanout-records"
+
+
+class FanoutSink:
+    def __init__(self, cfg: TargetConfig, token: str):
+        self.endpoint = cfg.sink.endpoint
+        self.compress = cfg.sink.compress
+        self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token)
+
+    async def describe(self) -> str | None:
+        url = f"{self.endpoint}/api/v0/replication/logger-state"
+        try:
+            async with self._session.get(url) as resp:
+                text = await resp.text()
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc, url) from None
+        err = classify(resp.status, text)
+        if err is not None:
+            raise err
+        try:
+            return str(json.loads(text)["server"]["serverId"])
+        except (ValueError, KeyError, TypeError):
+            raise invalid_response(f"{url}: not a fanout logger-state reply: {text[:200]!r}",
+                                   resp.status) from None
+
+    async def send(self, batch: Batch) -> SendResult:
+        url = f"{self.endpoint}/api/v0/replicate"
+        body, ctype = batch.payload, CONTENT_TYPE
+        if self.compress:
+            body, ctype = gzip.compress(body, compresslevel=1), "application/gzip"
+        try:
+            async with self._session.post(url, data=body,
+                                          headers={"Content-Type": ctype}) as resp:
+                text = await resp.text()
+        except NETWORK_ERRORS as exc:
+            raise unavailable(exc, url) from None
+        err = classify(resp.status, text)
+        if err is not None:
+            raise err
+        try:
+            r = json.loads(text)
+            return SendResult(int(r["applied"]), int(r["duplicate"]), int(r["gap"]),
+                              int(r["loop"]))
+        except (ValueError, KeyError, TypeError):
+            raise invalid_response(f"{url}: unreadable reply {text[:200]!r}",
+                                   resp.status) from None
+
+    async def close(self) -> None:
+        await self._session.close()

@@ -1,0 +1,188 @@
+"""Reading a target's source directory in order, in batches, with bounded memory.
+
+Names are listed a bounded window at a time (``oldest_names``) and files are read one at a
+time, so a backlog of a million files costs one window of names and one file of records.
+Records at or below the cursor (already acknowledged before a restart) are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fanout.datalog.format import Record, encode_record, parse_file_name
+from fanout.datalog.reader import oldest_names, read_file
+
+LIST_WINDOW = 256
+
+
+@dataclass
+class Chunk:
+    """One batch to send, and what acknowledging it settles."""
+
+    records: list[Record]
+    payload: bytes
+    last_seq: int  # last record processed (sent or excluded)
+    files_done: list[str]  # files fully covered: unlink after the ack
+    files: list[str] = field(default_factory=list)  # every file this chunk touched
+    excluded: int = 0
+    resume: tuple[str, int] | None = None  # (file, next record index) if one is cut
+
+
+class SourceReader:
+    def __init__(self, directory: Path, cursor_seq: int):
+        self.dir = Path(directory)
+        self.cursor_seq = cursor_seq
+        self._names: deque[str] = deque()
+        self._last_listed: str | None = None
+        self._file: str | None = None
+        self._records: list[Record] = []
+        self._index = 0
+        self._deferred: Exception | None = None
+
+    def _next_name(self, rescan: bool, taken: list[str]) -> str | None:
+        """Next name in order. ``rescan`` lists from the start of the directory (to find
+        files that arrived out of order) but never returns a name this chunk ``taken``."""
+        if not self._names:
+            after = None if rescan else self._last_listed
+            names = oldest_names(self.dir, LIST_WINDOW + len(taken), after=after)
+            skip = set(taken)
+            if self._file is not None:
+                skip.add(self._file)
+            names = [n for n in names if n not in skip][:LIST_WINDOW]
+            self._names.extend(names)
+            if names:
+                self._last_listed = max(names[-1], self._last_listed or "")
+        return self._names.popleft() if self._names else None
+
+    def _open_next(self, rescan: bool, taken: list[str]) -> bool:
+        """Load the next file (DatalogCorruptError propagates: the caller decides)."""
+        while True:
+            name = self._next_name(rescan, taken)
+            rescan = False
+            if name is None:
+                return False
+            try:
+                records = read_file(self.dir / name)
+            except FileNotFoundError:
+                continue  # removed by retention between listing and reading
+            self._file, self._records, self._index = name, records, 0
+            return True
+
+    def rewind(self) -> None:
+        """Forget read-ahead: the next chunk starts again after the cursor, which only an
+        acknowledgement moves, so an unacknowledged chunk is rebuilt from its start."""
+        self._names.clear()
+        self._file, self._records, self._index = None, [], 0
+        self._last_listed = None
+
+    def current_file(self) -> str | None:
+        return self._file
+
+    def drop_current(self) -> str | None:
+        """Abandon the file being read (it was quarantined or is corrupt)."""
+        name, self._file, self._records, self._index = self._file, None, [], 0
+        return name
+
+    def next_chunk(self, max_bytes: int, keep, single_file: bool = False,  # type: ignore[no-untyped-def]
+                   rescan: bool = False) -> Chunk | None:
+        """Up to ``max_bytes`` of framed records in order; ``keep(record)`` says whether a
+        record is sent (False: excluded, counted, still settled by the ack)."""
+        records: list[Record] = []
+        parts: list[bytes] = []
+        size = 0
+        excluded = 0
+        files: list[str] = []
+        done: list[str] = []
+        last_seq = self.cursor_seq
+        if self._deferred is not None:
+            err, self._deferred = self._deferred, None
+            raise err
+        while True:
+            if self._file is None:
+                if single_file and files:
+                    break
+                try:
+                    opened = self._open_next(rescan, files)
+                    rescan = False
+                    if not opened:
+                        break
+                except Exception as exc:  # a corrupt file: send what precedes it first
+                    if not files:
+                        raise
+                    self._deferred = exc
+                    break
+            assert self._file is not None
+            if not files or files[-1] != self._file:
+                files.append(self._file)
+            while self._index < len(self._records):
+                rec = self._records[self._index]
+                if rec.seq <= self.cursor_seq:
+                    self._index += 1
+                    continue
+                if keep(rec):
+                    frame = encode_record(rec)
+                    if records and size + len(frame) > max_bytes:
+                        return self._chunk(records, parts, last_seq, done, files, excluded)
+                    records.append(rec)
+                    parts.append(frame)
+                    size += len(frame)
+                else:
+                    excluded += 1
+                last_seq = rec.seq
+                self._index += 1
+            done.append(self._file)
+            self._file, self._records, self._index = None, [], 0
+            if single_file:
+                break
+        if not files:
+            return None
+        return self._chunk(records, parts, last_seq, done, files, excluded)
+
+    def _chunk(self, records: list[Record], parts: list[bytes], last_seq: int,
+               done: list[str], files: list[str], excluded: int) -> Chunk:
+        resume = (self._file, self._index) if self._file is not None else None
+        return Chunk(records, b"".join(parts), last_seq, done, files, excluded, resume)
+
+    def settle(self, chunk: Chunk) -> None:
+        """The target acknowledged ``chunk``: move the cursor, unlink finished files."""
+        self.cursor_seq = max(self.cursor_seq, chunk.last_seq)
+        for name in chunk.files_done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.dir / name)
+
+
+@dataclass(frozen=True)
+class Pending:
+    files: int
+    bytes: int
+    oldest_age: float
+    newest_seq: int
+
+
+def scan_pending(directory: Path, now: float) -> Pending:
+    """Backlog figures for the state file: one scandir pass, O(1) memory."""
+    files = size = 0
+    oldest_name: str | None = None
+    oldest_mtime = now
+    newest: str | None = None
+    with os.scandir(directory) as it:
+        for entry in it:
+            if parse_file_name(entry.name) is None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            files += 1
+            size += st.st_size
+            if oldest_name is None or entry.name < oldest_name:
+                oldest_name, oldest_mtime = entry.name, st.st_mtime
+            if newest is None or entry.name > newest:
+                newest = entry.name
+    parsed = parse_file_name(newest) if newest else None
+    return Pending(files, size, max(0.0, now - oldest_mtime) if files else 0.0,
+                   parsed[0] if parsed else 0)

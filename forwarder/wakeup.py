@@ -1,0 +1,30 @@
+"""inotify wake-ups for a source directory, delivered to an asyncio.Event.
+
+A hard link made by the distributor arrives as IN_CREATE; a rename as IN_MOVED_TO. Events
+are never counted: any event (or an overflow) only means "look again".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from inotify_simple import INotify
+from inotify_simple import flags as F
+
+
+class DirWatch:
+    def __init__(self, directory: Path, event: asyncio.Event):
+        self._event = event
+        self._ino = INotify()
+        self._ino.add_watch(str(directory), F.CREATE | F.MOVED_TO)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._ino.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        self._ino.read(timeout=0)
+        self._event.set()
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._ino.fileno())
+        self._ino.close()
