@@ -22,6 +22,7 @@ from fanout.errors import (
     ERROR_TARGET_ERROR,
     DatalogCorruptError,
 )
+from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, read_json, write_json_atomic
 from forwarder.config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
@@ -63,7 +64,7 @@ class Forwarder:
         self.state.last_applied = int((read_json(self.cursor_path) or {}).get(
             "lastAppliedTick", cursor))
         self._pending_due = 0.0
-        self._pending_cost = 0.0
+        self.notify = Notifier()
 
     # -- cursor ---------------------------------------------------------------------------
 
@@ -93,8 +94,10 @@ class Forwarder:
         self.cfg.source_dir.mkdir(parents=True, exist_ok=True)
         self.state.write()
         watch = DirWatch(self.cfg.source_dir, self.wake)
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         try:
             await self._connect()
+            self.notify.ready(f"forwarding to {self.cfg.sink.endpoint}")
             await self._loop()
             self.state.set_phase(Phase.STOPPED, "stopped on request")
             return 0
@@ -107,10 +110,24 @@ class Forwarder:
             self.state.set_phase(Phase.FAILED, str(exc))
             return 3
         finally:
+            self.notify.stopping()
+            heartbeat.cancel()
             watch.close()
             await self.sink.close()
             self._refresh_pending(force=True)
             self.state.write()
+
+    async def _heartbeat(self) -> None:
+        """Watchdog pings and state every second, also while a send or backoff waits:
+        being alive is not the same as making progress, and the state file says which."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.notify.watchdog()
+            s = self.state
+            self.notify.status(f"{s.phase.value}: applied {s.last_applied}, "
+                               f"{s.pending_files} files pending")
+            self._refresh_pending()
+            s.write_if_due()
 
     async def _connect(self) -> None:
         """Learn the target's id (for ``via`` filtering); a refusal here is about the

@@ -18,6 +18,7 @@ from fanout.errors import FanoutError
 from fanout.node.app import Node, build_app
 from fanout.node.committer import Committer
 from fanout.node.tokens import load_tokens
+from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, write_json_atomic
 from fanout.store import open_store
 
@@ -96,6 +97,8 @@ async def serve(cfg: NodeConfig) -> None:
     log.info("node %s listening on %s:%d, last seq %d", cfg.id, cfg.host, cfg.port,
              node.committer.last_seq)
     write_json_atomic(state_path, node_state(node, True, "running"))
+    notify = Notifier()
+    notify.ready(f"listening on {cfg.host}:{cfg.port}, last seq {node.committer.last_seq}")
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,8 +109,12 @@ async def serve(cfg: NodeConfig) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             write_json_atomic(state_path, node_state(node, True, "running"))
+            notify.watchdog()
+            notify.status(f"last seq {node.committer.last_seq}, "
+                          f"{node.committer.stats.points} points")
     finally:
         log.info("node %s stopping", cfg.id)
+        notify.stopping()
         await runner.shutdown()
         await runner.cleanup()
         await node.committer.stop()
