@@ -33,8 +33,13 @@ def json_reply(obj: Any, status: int = 200) -> web.Response:
 
 
 def authorize(request: web.Request, tokens: TokenTable, permission: str) -> str:
-    """Token id of the request's token (header, or the path's ``{token}``), or 403."""
+    """Token id of the request's token, or 403. The token comes from X-Warp10-Token, the
+    path's ``{token}`` (Warp 10 clients), or ``Authorization: Bearer`` (Prometheus)."""
     secret = request.headers.get(TOKEN_HEADER) or request.match_info.get("token")
+    if not secret:
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            secret = auth[7:].strip()
     try:
         return tokens.check(secret, permission)
     except AuthError as exc:
