@@ -1,0 +1,318 @@
+"""The fan-out step: link a batch into every target, make it durable, remove the originals.
+
+Per batch, in this order (DESIGN.md, "Distributor guarantees"):
+
+1. ``link_batch`` (main thread): link each file into every target directory;
+2. ``Committer`` (its own thread): fsync every target directory the batch touched, once
+   for the batch and for every batch that queued up meanwhile;
+3. ``remove_originals`` (main thread, once the committer hands the batch back): unlink
+   the originals, then the committer fsyncs the datalog directory in its next round.
+
+So a file leaves ``datalog/`` only after its links exist in every target directory and
+those directories are durable, while directory fsyncs, the slow part, never delay the
+next file's links. Every step is idempotent, so after a crash at any point the next run
+completes the work: a link that already exists to the same file is success, an original
+that is already gone is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fanout.datalog import fsync_dir
+from fanout.datalog.format import _NAME_RE as DATALOG_NAME  # the one definition of a name
+from fanout.datalog.format import SUFFIX
+from fanout.distributor.state import ERROR_FILE_EXISTS, ERROR_SYS
+
+log = logging.getLogger("fanout.distributor")
+
+Report = Callable[[int, str, str], None]  # (errorNum, message, key)
+_CHUNK = 8192  # directory entries filtered at a time by oldest_batch
+
+
+def oldest_batch(directory: str, limit: int,
+                 after: str | None = None) -> tuple[list[str], int, str | None]:
+    """Up to ``limit`` datalog names after ``after`` in name (= age) order, how many such
+    names the directory holds, and the cursor for the next call (None: nothing left).
+    Memory is O(limit) whatever the directory holds; ``.tmp/`` and anything not named
+    like a datalog file is never returned.
+
+    A large backlog takes one directory pass per batch, so the pass filters and selects
+    in chunks with list comprehensions and C-level heap work rather than per name.
+    """
+    best: list[str] = []
+    count = 0
+    with os.scandir(directory) as it:
+        while True:
+            chunk = [e.name for e in itertools.islice(it, _CHUNK)]
+            if not chunk:
+                break
+            if after is None:
+                chunk = [n for n in chunk if n.endswith(SUFFIX)]
+            else:
+                chunk = [n for n in chunk if n > after and n.endswith(SUFFIX)]
+            count += len(chunk)
+            best += chunk
+            if len(best) > limit:
+                best = heapq.nsmallest(limit, best)
+    best.sort()
+    # The full name check only for the winners: a stray "*.dlog" is rare, and it only
+    # costs a slot in this batch (the cursor moves past it).
+    match = DATALOG_NAME.match
+    valid = [n for n in best if match(n)]
+    count -= len(best) - len(valid)
+    return valid, count, best[-1] if best else None
+
+
+@dataclass
+class Slot:
+    """One target as the link loop sees it: a path prefix and counters to update."""
+
+    name: str
+    dir: str
+    on_link: Callable[[int], None]  # called with the file's size for each new link
+
+    @property
+    def prefix(self) -> str:
+        return self.dir.rstrip("/") + "/"
+
+
+@dataclass
+class Batch:
+    names: list[str] = field(default_factory=list)  # complete: linked into every target
+    touched: list[str] = field(default_factory=list)  # target directories to fsync
+    files_linked: int = 0  # files that got at least one new link
+    bytes_linked: int = 0
+    durable: bool = False  # set by the committer once every touched directory is fsynced
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def link_batch(datalog_dir: str, names: list[str], slots: list[Slot], report: Report) -> Batch:
+    """Link every name into every slot. A name joins ``Batch.names`` (to be removed from the
+    datalog) only if every slot now holds it as the same file. With no slots nothing is
+    complete: files stay in the datalog until a target exists."""
+    batch = Batch()
+    if not slots:
+        return batch
+    prefix = datalog_dir.rstrip("/") + "/"
+    touched: dict[str, None] = {}
+    targets = [(s, s.prefix) for s in slots]
+    for name in names:
+        src = prefix + name
+        try:
+            size = os.stat(src).st_size
+        except FileNotFoundError:
+            continue  # removed since the scan (by a previous commit of ours)
+        complete = True
+        new_links = 0
+        for slot, tprefix in targets:
+            dst = tprefix + name
+            try:
+                os.link(src, dst)
+            except FileExistsError:
+                if not _same_file(src, dst):
+                    complete = False
+                    report(ERROR_FILE_EXISTS,
+                           f"target {slot.name}: {dst} exists and is not the datalog file "
+                           f"{src}; the original is kept until that file is moved away",
+                           f"conflict:{slot.name}")
+                    continue
+            except FileNotFoundError:
+                if not os.path.lexists(src):
+                    complete = False
+                    break
+                if not _recreate_and_link(slot, src, dst, report):
+                    complete = False
+                    continue
+                slot.on_link(size)
+                new_links += 1
+            except OSError as exc:
+                complete = False
+                report(ERROR_SYS, f"target {slot.name}: cannot link {src} to {dst}: "
+                                  f"{exc.strerror}", f"link:{slot.name}:{exc.errno}")
+                continue
+            else:
+                slot.on_link(size)
+                new_links += 1
+            touched[slot.dir] = None
+        if complete:
+            batch.names.append(name)
+        if new_links:
+            batch.files_linked += 1
+            batch.bytes_linked += size
+    batch.touched = list(touched)
+    return batch
+
+
+def _recreate_and_link(slot: Slot, src: str, dst: str, report: Report) -> bool:
+    """The target directory vanished (an operator removed it): source directories are
+    created if missing, at start and whenever they disappear."""
+    try:
+        os.makedirs(slot.dir, exist_ok=True)
+        fsync_dir(os.path.dirname(slot.dir.rstrip("/")) or "/")
+        log.warning("target %s: source_dir %s was missing; created it", slot.name, slot.dir)
+        os.link(src, dst)
+        return True
+    except FileExistsError:
+        return _same_file(src, dst)
+    except OSError as exc:
+        report(ERROR_SYS, f"target {slot.name}: cannot create {slot.dir} and link into it: "
+                          f"{exc.strerror}", f"mkdir:{slot.name}")
+        return False
+
+
+def remove_originals(datalog_dir: str, names: list[str], report: Report) -> int:
+    """Unlink originals whose links are durable; returns how many were removed."""
+    prefix = datalog_dir.rstrip("/") + "/"
+    removed = 0
+    for name in names:
+        try:
+            os.unlink(prefix + name)
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            report(ERROR_SYS, f"cannot remove {prefix + name}: {exc.strerror}",
+                   f"unlink:{exc.errno}")
+    return removed
+
+
+class Committer:
+    """Background thread doing the directory fsyncs, the slow part of a batch.
+
+    The main thread submits each linked batch; the committer fsyncs every target
+    directory the pending batches touched (one fsync per directory for all of them) and
+    hands the batches back as durable, waking the main thread through a pipe. The main
+    thread then unlinks the originals itself and asks for one fsync of the datalog
+    directory, which the committer folds into its next round. Unlinks stay on the main
+    thread because thousands of short system calls from two threads would spend their
+    time handing the GIL back and forth; an fsync releases it for milliseconds.
+    """
+
+    def __init__(self, datalog_dir: str, report: Report, resolved: Callable[[str], None]):
+        self.datalog_dir = datalog_dir
+        self.report = report
+        self.report_resolved = resolved
+        self.outstanding = 0  # batches submitted and not yet handed back
+        self._todo: list[Batch] = []
+        self._done: list[Batch] = []
+        self._sync_datalog = False
+        self._cond = threading.Condition()
+        self._closing = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def fileno(self) -> int:
+        """Readable when batches are ready to be taken back (``take_done``)."""
+        return self._wake_r
+
+    def submit(self, batch: Batch) -> None:
+        with self._cond:
+            self._todo.append(batch)
+            self.outstanding += 1
+            self._cond.notify_all()
+
+    def sync_datalog(self) -> None:
+        """Ask for an fsync of the datalog directory (after originals were removed)."""
+        with self._cond:
+            self._sync_datalog = True
+            self._cond.notify_all()
+
+    def take_done(self) -> list[Batch]:
+        """Batches whose fsyncs are finished (``durable`` says whether they succeeded)."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 4096)
+        with self._cond:
+            done, self._done = self._done, []
+        return done
+
+    def wait_done(self, timeout: float = 1.0) -> None:
+        """Block until some batch is handed back (or nothing is outstanding)."""
+        with self._cond:
+            if not self._done and self.outstanding and self._thread.is_alive():
+                self._cond.wait(timeout)
+
+    def close(self) -> None:
+        """Finish what was submitted and requested, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.ident is not None:
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._todo and not self._sync_datalog and not self._closing:
+                    self._cond.wait()
+                if not self._todo and not self._sync_datalog:
+                    return
+                batches, self._todo = self._todo, []
+                sync_datalog, self._sync_datalog = self._sync_datalog, False
+            try:
+                durable = self._fsync_targets(batches)
+                if sync_datalog:
+                    self._fsync_datalog()
+            except Exception as exc:  # never let the thread die silently
+                self.report(ERROR_SYS, f"committer: {exc!r}", "commit")
+                durable = False
+            for b in batches:
+                b.durable = durable
+            with self._cond:
+                self._done.extend(batches)
+                self.outstanding -= len(batches)
+                self._cond.notify_all()
+            if batches:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._wake_w, b"x")
+
+    def _fsync_targets(self, batches: list[Batch]) -> bool:
+        dirs = dict.fromkeys(d for b in batches for d in b.touched)
+        return fsync_dirs(list(dirs), self.report, self.report_resolved)
+
+    def _fsync_datalog(self) -> None:
+        fsync_datalog(self.datalog_dir, self.report)
+
+
+def fsync_dirs(dirs: list[str], report: Report, resolved: Callable[[str], None]) -> bool:
+    """fsync each target directory; False at the first failure (nothing may be removed)."""
+    for d in dirs:
+        try:
+            fsync_dir(d)
+        except OSError as exc:
+            # Not durable, so not removable: the originals stay, and the next scan finds
+            # the links in place and fsyncs again.
+            report(ERROR_SYS, f"cannot fsync target directory {d}: {exc.strerror}; "
+                              f"originals kept", f"fsync:{d}")
+            return False
+        resolved(f"fsync:{d}")
+    return True
+
+
+def fsync_datalog(datalog_dir: str, report: Report) -> None:
+    try:
+        fsync_dir(datalog_dir)
+    except OSError as exc:
+        report(ERROR_SYS, f"cannot fsync {datalog_dir}: {exc.strerror}", "fsync:datalog")
