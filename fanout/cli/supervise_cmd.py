@@ -3,7 +3,117 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from fanout.cli.main import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, setup_logging
+
+
+def cmd_supervisord_config(args: argparse.Namespace) -> int:
+    from fanout.config import load_node_config
+    from fanout.supervise.paths import SupervisePaths
+    from fanout.supervise.supervisord_conf import AlertSettings, write_config
+
+    cfg = load_node_config(Path(args.config))
+    write_config(cfg, AlertSettings(args.alert_command, args.alert_webhook))
+    paths = SupervisePaths.of(cfg)
+    print(f"wrote {paths.conf}")
+    for p in sorted(paths.programs_dir.glob("*.conf")):
+        print(f"wrote {p}")
+    print(f"start it: fanout up --config {cfg.source}")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from fanout.supervise.control import up
+
+    res = up(Path(args.config), foreground=args.foreground)
+    if res.already:
+        print(f"already up: supervisord pid {res.pid}; "
+              f"to apply target changes: fanout reload --config {args.config}")
+        return EXIT_OK
+    print(f"supervisord pid {res.pid}: "
+          + ", ".join(f"{n} {s}" for n, s in sorted(res.states.items())))
+    if not res.all_running:
+        print(f"Error: not every program is RUNNING\nTry: fanout status --config {args.config}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from fanout.supervise.control import down
+
+    res = down(Path(args.config))
+    if not res.was_running:
+        print("not running")
+    elif res.killed:
+        print(f"stopped; killed pids that outlived the timeout: "
+              f"{', '.join(map(str, res.killed))}")
+    else:
+        print("stopped")
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from fanout.supervise.control import reload
+
+    res = reload(Path(args.config))
+    for name in res.added:
+        print(f"added and started {name}")
+    for name in res.removed:
+        print(f"stopped and removed {name}")
+    for name in res.changed:
+        print(f"changed, left running with its old settings: {name} "
+              f"(restart it to apply: fanout down and up)")
+    if not (res.added or res.removed or res.changed):
+        print("no change")
+    for exc in res.errors:
+        print(f"Error: {exc}", file=sys.stderr)
+    if res.errors:
+        print("Try: fix the file(s), then fanout reload again (a forwarder whose file does "
+              "not load stays FATAL)", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def cmd_alert_listener(args: argparse.Namespace) -> int:
+    from fanout.config import load_node_config
+    from fanout.supervise.alerts import AlertListener
+    from fanout.supervise.paths import SupervisePaths
+
+    setup_logging(args.verbose)
+    cfg = load_node_config(Path(args.config))
+    listener = AlertListener(cfg.id, SupervisePaths.of(cfg), args.command, args.webhook)
+    return listener.serve(sys.stdin.buffer, sys.stdout.buffer)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this module's subcommands to the ``fanout`` parser."""
+    s = sub.add_parser("supervisord-config",
+                       help="write state_dir/supervisor/supervisord.conf and programs.d/")
+    s.add_argument("--config", required=True)
+    s.add_argument("--alert-command", metavar="CMD",
+                   help="run (sh -c) for each alert, the alert as JSON on stdin")
+    s.add_argument("--alert-webhook", metavar="URL", help="POST each alert as JSON here")
+    s.set_defaults(func=cmd_supervisord_config)
+
+    s = sub.add_parser("up", help="start supervisord and every process of the node")
+    s.add_argument("--config", required=True)
+    s.add_argument("--foreground", action="store_true",
+                   help="run supervisord in the foreground (supervisord -n) instead of a daemon")
+    s.set_defaults(func=cmd_up)
+
+    s = sub.add_parser("down", help="stop every process of the node and supervisord")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_down)
+
+    s = sub.add_parser("reload", help="start forwarders of added targets, stop removed ones")
+    s.add_argument("--config", required=True)
+    s.set_defaults(func=cmd_reload)
+
+    s = sub.add_parser("alert-listener", help="supervisord event listener (run by supervisord)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--command", metavar="CMD")
+    s.add_argument("--webhook", metavar="URL")
+    s.set_defaults(func=cmd_alert_listener)
