@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 from fanout.cli.main import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, setup_logging
+
+WATCH_INTERVAL = 2.0
 
 
 def cmd_supervisord_config(args: argparse.Namespace) -> int:
@@ -77,6 +81,41 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from fanout.config import load_node_config
+    from fanout.supervise.status import CpuSampler, Status, gather
+    from fanout.supervise.status_view import as_json, table
+
+    cfg = load_node_config(Path(args.config))
+
+    def show(st: Status, clear: bool) -> None:
+        if args.json:
+            print(json.dumps(as_json(st), indent=None if args.watch else 1), flush=True)
+            return
+        text = table(st)
+        if clear:
+            text = "\x1b[H\x1b[2J" + text
+        print(text, end="", flush=True)
+
+    if not args.watch:
+        st = gather(cfg)
+        show(st, False)
+        return int(st.health)
+    sampler = CpuSampler()
+    code = EXIT_OK
+    try:
+        first = True
+        while True:
+            st = gather(cfg, sampler if not first else None)
+            first = False
+            sampler.prime([p.pid for p in st.processes if p.pid])
+            code = int(st.health)
+            show(st, sys.stdout.isatty())
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return code
+
+
 def cmd_alert_listener(args: argparse.Namespace) -> int:
     from fanout.config import load_node_config
     from fanout.supervise.alerts import AlertListener
@@ -111,6 +150,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = sub.add_parser("reload", help="start forwarders of added targets, stop removed ones")
     s.add_argument("--config", required=True)
     s.set_defaults(func=cmd_reload)
+
+    s = sub.add_parser("status", help="processes, replication lag and health "
+                                      "(exit 0 healthy, 1 degraded, 2 down)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--json", action="store_true", help="machine-readable (ticks as strings)")
+    s.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    s.add_argument("--interval", type=float, default=WATCH_INTERVAL, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("alert-listener", help="supervisord event listener (run by supervisord)")
     s.add_argument("--config", required=True)

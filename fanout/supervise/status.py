@@ -1,0 +1,357 @@
+"""``fanout status``: gather supervisord's view, psutil figures and every state file into
+one typed model, then judge the node's health.
+
+Health, and the exit code of ``fanout status``:
+
+- down (2): supervisord does not answer; the node or the distributor is not RUNNING; any
+  program is FATAL, BACKOFF, EXITED, STOPPED or UNKNOWN; a forwarder's state (written
+  by its current process) says ``running: false``.
+- degraded (1): a forwarder retries (phase ``backoff`` with a ``lastError``); a process
+  restarted more than 3 times in 5 minutes (a crash loop supervisord hides behind
+  RUNNING); a program is STARTING; a RUNNING process has not written its state file for
+  ``STALE_AFTER`` seconds (alive is not the same as working); a target file has no
+  program or a program no target file (``fanout reload`` applies them); the alert
+  listener is not RUNNING.
+- healthy (0) otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fanout.config import NodeConfig
+from fanout.statefile import iso_now, read_json
+from fanout.supervise import restarts
+from fanout.supervise.alerts import last_error_line
+from fanout.supervise.paths import SupervisePaths
+from fanout.supervise.programs import ALERTS, DISTRIBUTOR, FORWARDER_PREFIX, NODE, target_of
+from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
+from forwarder.config import target_files
+
+STALE_AFTER = 15.0  # seconds without a state file write from a RUNNING process
+DOWN_STATES = ("FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN")
+
+
+class Health(enum.IntEnum):
+    """Values are the exit codes of ``fanout status``."""
+
+    HEALTHY = 0
+    DEGRADED = 1
+    DOWN = 2
+
+
+@dataclass
+class SupervisorView:
+    socket: str
+    reachable: bool
+    pid: int | None = None
+    state: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class ProcessRow:
+    name: str
+    kind: str  # node | distributor | forwarder | listener | other
+    state: str  # supervisord's state name, or MISSING (no program for a target file)
+    pid: int | None = None
+    uptime: float | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    restarts_5m: int = 0
+    exit_status: int | None = None
+    description: str = ""
+    detail: str | None = None  # why it is down, when known (a config error, lastError)
+
+
+@dataclass
+class TargetRow:
+    name: str
+    process: str
+    state: str
+    phase: str | None = None
+    running: bool | None = None
+    applied_tick: int | None = None
+    processed_tick: int | None = None
+    ticks_behind: int | None = None
+    pending_files: int | None = None
+    pending_bytes: int | None = None
+    pending_oldest_age: float | None = None
+    last_error: dict[str, Any] | None = None
+    state_age: float | None = None
+
+
+@dataclass
+class Status:
+    node_id: str
+    config: str
+    state_dir: str
+    supervisor: SupervisorView
+    processes: list[ProcessRow] = field(default_factory=list)
+    targets: list[TargetRow] = field(default_factory=list)
+    node_state: dict[str, Any] = field(default_factory=dict)
+    distributor_state: dict[str, Any] = field(default_factory=dict)
+    node_state_age: float | None = None  # seconds since the state file was written
+    distributor_state_age: float | None = None
+    health: Health = Health.HEALTHY
+    reasons: list[str] = field(default_factory=list)
+    time: str = field(default_factory=iso_now)
+
+    def process(self, name: str) -> ProcessRow | None:
+        return next((p for p in self.processes if p.name == name), None)
+
+
+class CpuSampler:
+    """CPU percent since the previous sample of the same pid (psutil needs two reads)."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def prime(self, pids: list[int]) -> None:
+        for pid in pids:
+            self._get(pid)
+
+    def _get(self, pid: int) -> psutil.Process | None:
+        p = self._procs.get(pid)
+        if p is None:
+            try:
+                p = psutil.Process(pid)
+                p.cpu_percent(None)
+            except psutil.Error:
+                return None
+            self._procs[pid] = p
+        return p
+
+    def figures(self, pid: int) -> tuple[float | None, float | None, int | None]:
+        """(cpu percent, uptime seconds, rss bytes), None where unknown."""
+        p = self._get(pid)
+        if p is None:
+            return None, None, None
+        try:
+            with p.oneshot():
+                return (round(p.cpu_percent(None), 1), max(0.0, time.time() - p.create_time()),
+                        p.memory_info().rss)
+        except psutil.Error:
+            self._procs.pop(pid, None)
+            return None, None, None
+
+    def forget_except(self, pids: set[int]) -> None:
+        for pid in list(self._procs):
+            if pid not in pids:
+                del self._procs[pid]
+
+
+def kind_of(name: str) -> str:
+    if name == NODE:
+        return "node"
+    if name == DISTRIBUTOR:
+        return "distributor"
+    if name == ALERTS:
+        return "listener"
+    if name.startswith(FORWARDER_PREFIX):
+        return "forwarder"
+    return "other"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _state_age(path: Path, now: float) -> float | None:
+    try:
+        return max(0.0, now - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
+           cpu_interval: float = 0.3) -> Status:
+    """Everything ``fanout status`` shows, judged. A new sampler (a one-shot status)
+    measures CPU over ``cpu_interval``; a kept one (``--watch``) since its last call."""
+    paths = SupervisePaths.of(cfg)
+    now = time.time()
+    sv_view = SupervisorView(str(paths.socket), reachable=False)
+    infos: list[ProcessInfo] = []
+    with Supervisor(paths.socket, timeout=5.0) as sv:
+        try:
+            sv_view.pid = sv.pid()
+            sv_view.state = sv.state()
+            infos = sv.processes()
+            sv_view.reachable = True
+        except Unreachable as exc:
+            sv_view.error = str(exc)
+    live = [i for i in infos if i.pid > 0]
+    running = [(i.name, i.pid, float(i.start)) for i in live if i.statename == "RUNNING"]
+    if running:  # only starts that reached RUNNING, as the listener records them
+        with contextlib.suppress(OSError):  # a read-only user still gets a status
+            restarts.record(paths.restarts, running, now)
+    counts = restarts.counts(paths.restarts, now)
+    if sampler is None:
+        sampler = CpuSampler()
+        sampler.prime([i.pid for i in live])
+        if live:
+            time.sleep(cpu_interval)
+    sampler.forget_except({i.pid for i in live})
+
+    st = Status(cfg.id, str(cfg.source), str(cfg.state_dir), sv_view)
+    st.node_state = read_json(cfg.state_dir / "node.json") or {}
+    st.distributor_state = read_json(cfg.state_dir / "distributor.json") or {}
+    st.node_state_age = _state_age(cfg.state_dir / "node.json", now)
+    st.distributor_state_age = _state_age(cfg.state_dir / "distributor.json", now)
+    for info in infos:
+        row = ProcessRow(info.name, kind_of(info.name), info.statename,
+                         restarts_5m=counts.get(info.name, 0), description=info.description)
+        if info.pid > 0:
+            row.pid = info.pid
+            row.cpu_percent, row.uptime, row.rss_bytes = sampler.figures(info.pid)
+            if row.uptime is None:
+                row.uptime = float(max(0, info.now - info.start))
+        if info.statename in ("EXITED", "FATAL", "BACKOFF"):
+            row.exit_status = info.exitstatus
+        st.processes.append(row)
+
+    names = [p.stem for p in target_files(cfg.targets_dir)]
+    names += [t for i in infos if (t := target_of(i.name)) is not None and t not in names]
+    for name in sorted(names):
+        st.targets.append(_target_row(cfg, name, st, now))
+        if sv_view.reachable and st.process(FORWARDER_PREFIX + name) is None:
+            st.processes.append(ProcessRow(FORWARDER_PREFIX + name, "forwarder", "MISSING"))
+    order = {"node": 0, "distributor": 1, "forwarder": 2, "other": 3, "listener": 4}
+    st.processes.sort(key=lambda r: (order[r.kind], r.name))
+    for row in st.processes:
+        if row.state in DOWN_STATES or (row.state == "RUNNING" and row.kind == "forwarder"):
+            row.detail = _detail(paths, row, st)
+    judge(st, now)
+    return st
+
+
+def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow:
+    proc = FORWARDER_PREFIX + name
+    info = st.process(proc)
+    row = TargetRow(name, proc, info.state if info else "MISSING")
+    path = cfg.state_dir / f"{proc}.json"
+    data = read_json(path)
+    if not data:
+        return row
+    row.state_age = _state_age(path, now)
+    row.phase = data.get("phase")
+    row.running = data.get("running")
+    row.applied_tick = _int(data.get("lastAppliedTick"))
+    row.processed_tick = _int(data.get("lastProcessedTick"))
+    row.ticks_behind = _int(data.get("ticksBehind"))
+    log_tick = _int(st.node_state.get("lastLogTick"))
+    if log_tick is not None and row.processed_tick is not None:
+        row.ticks_behind = max(0, log_tick - row.processed_tick)
+    pending = data.get("pending") or {}
+    row.pending_files = _int(pending.get("files"))
+    row.pending_bytes = _int(pending.get("bytes"))
+    age = pending.get("oldestAgeSeconds")
+    row.pending_oldest_age = float(age) if isinstance(age, int | float) else None
+    err = data.get("lastError")
+    row.last_error = err if isinstance(err, dict) else None
+    return row
+
+
+def _detail(paths: SupervisePaths, row: ProcessRow, st: Status) -> str | None:
+    """Why a process is down: the last ``Error:`` it printed (a config error names the
+    file and key), else the lastError of its state file."""
+    if row.state != "RUNNING":
+        line = last_error_line(paths.logs_dir / f"{row.name}.log")
+        if line:
+            return line
+    target = target_of(row.name)
+    if target is not None:
+        t = next((t for t in st.targets if t.name == target), None)
+        if t is not None and t.last_error and (row.state != "RUNNING" or t.phase == "backoff"):
+            return str(t.last_error.get("errorMessage"))
+        return None
+    state = st.node_state if row.kind == "node" else (
+        st.distributor_state if row.kind == "distributor" else {})
+    err = state.get("lastError")
+    if row.state != "RUNNING" and isinstance(err, dict):
+        return str(err.get("errorMessage"))
+    return None
+
+
+def judge(st: Status, now: float | None = None) -> None:
+    """Set ``st.health`` and ``st.reasons`` (down reasons first)."""
+    now = time.time() if now is None else now
+    down: list[str] = []
+    degraded: list[str] = []
+    if not st.supervisor.reachable:
+        down.append(f"supervisord is not running ({st.supervisor.error or 'no answer'})")
+    else:
+        for required in (NODE, DISTRIBUTOR):
+            row = st.process(required)
+            if row is None:
+                down.append(f"{required}: no such program in supervisord")
+            elif row.state != "RUNNING":
+                down.append(f"{required} is {row.state}" + (f": {row.detail}" if row.detail
+                                                             else ""))
+    for row in st.processes:
+        if row.name in (NODE, DISTRIBUTOR):
+            pass
+        elif row.kind == "listener" and row.state != "RUNNING":
+            degraded.append(f"alert listener is {row.state}: no alerts are sent")
+        elif row.state in DOWN_STATES:
+            why = f"{row.name} is {row.state}"
+            if row.state == "EXITED" and row.exit_status is not None:
+                why += f" (exit {row.exit_status})"
+            down.append(why + (f": {row.detail}" if row.detail else ""))
+        elif row.state == "MISSING":
+            degraded.append(f"{row.name}: target file has no program; run fanout reload")
+        elif row.state == "STARTING":
+            degraded.append(f"{row.name} is STARTING")
+        if row.restarts_5m > restarts.LOOP_THRESHOLD:
+            degraded.append(f"{row.name} restarted {row.restarts_5m} times in "
+                            f"{restarts.WINDOW / 60:.0f} minutes (crash loop)")
+    if st.supervisor.reachable:
+        _judge_targets(st, down, degraded)
+        _judge_stale(st, degraded)
+    st.reasons = down + degraded
+    st.health = Health.DOWN if down else Health.DEGRADED if degraded else Health.HEALTHY
+
+
+def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:
+    files = {t.name for t in st.targets}
+    for t in st.targets:
+        proc = st.process(t.process)
+        if proc is None or proc.state != "RUNNING":
+            continue  # judged as a process
+        fresh = (t.state_age is not None and proc.uptime is not None
+                 and t.state_age <= proc.uptime)  # written by the current process
+        err = (t.last_error or {}).get("errorMessage")
+        if fresh and t.running is False:
+            down.append(f"{t.process} stopped replicating ({t.phase})"
+                        + (f": {err}" if err else ""))
+        elif fresh and t.phase == "backoff" and err:
+            degraded.append(f"{t.process} is retrying: {err}")
+    for row in st.processes:
+        target = target_of(row.name)
+        if target is not None and target not in files:
+            degraded.append(f"{row.name}: its target file is gone; run fanout reload")
+
+
+def _judge_stale(st: Status, degraded: list[str]) -> None:
+    ages = {NODE: st.node_state_age, DISTRIBUTOR: st.distributor_state_age}
+    for t in st.targets:
+        ages[t.process] = t.state_age
+    for name, age in ages.items():
+        row = st.process(name)
+        if row is None or row.state != "RUNNING" or row.uptime is None:
+            continue
+        if row.uptime > STALE_AFTER and (age is None or age > STALE_AFTER):
+            what = "no state file" if age is None else f"state file not updated for {age:.0f}s"
+            degraded.append(f"{name}: {what} (hung?)")
+
