@@ -127,6 +127,22 @@ def cmd_alert_listener(args: argparse.Namespace) -> int:
     return listener.serve(sys.stdin.buffer, sys.stdout.buffer)
 
 
+def cmd_systemd_units(args: argparse.Namespace) -> int:
+    from fanout.config import load_node_config
+    from fanout.supervise.systemd_units import UnitOptions, common_parent, write_units
+
+    cfg = load_node_config(Path(args.config))
+    out = Path(args.out)
+    for path in write_units(cfg, out, UnitOptions(args.user, args.group)):
+        print(f"wrote {path}")
+    parent = common_parent(cfg)
+    if not parent.is_dir():
+        print(f"note: create {parent} before starting (ReadWritePaths= must exist)")
+    print(f"install: cp {out}/fanout* /etc/systemd/system/ && systemctl daemon-reload "
+          f"&& systemctl enable --now fanout.target")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add this module's subcommands to the ``fanout`` parser."""
     s = sub.add_parser("supervisord-config",
@@ -164,3 +180,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--command", metavar="CMD")
     s.add_argument("--webhook", metavar="URL")
     s.set_defaults(func=cmd_alert_listener)
+
+    s = sub.add_parser("systemd-units", help="render systemd units for this node")
+    s.add_argument("--config", required=True)
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--user", help="User= of the services (default: none, i.e. root)")
+    s.add_argument("--group", help="Group= of the services")
+    s.set_defaults(func=cmd_systemd_units)
