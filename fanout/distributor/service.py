@@ -1,7 +1,6 @@
 """The distributor process: watch, scan, link, commit, enforce retention, report.
 
-Main loop (one thread; the committer and auditor threads are in ``linker.py`` and
-``audit.py``)::
+Main loop (one thread; the committer thread, in ``linker.py``, only runs fsyncs)::
 
     watch datalog/ -> startup scan -> loop:
         wait for an inotify event, a signal or the next timer
@@ -10,6 +9,7 @@ Main loop (one thread; the committer and auditor threads are in ``linker.py`` an
         any event, IN_Q_OVERFLOW, periodic tick: scan datalog/ in bounded batches
         periodic: re-read changed target files; enforce retention
         every second: write the state file
+        nothing waiting: count target directories for the state file, 0.5 ms at a time
 
 An event never carries information beyond "scan now": scanning is cheap when the
 directory is nearly empty, and it is the only way not to miss merged or dropped events.
@@ -32,7 +32,7 @@ from typing import Any
 
 from fanout.config import NodeConfig
 from fanout.distributor import targets as targets_mod
-from fanout.distributor.audit import Auditor
+from fanout.distributor.audit import AuditJob
 from fanout.distributor.linker import (
     Batch,
     Committer,
@@ -84,6 +84,7 @@ SCAN_BATCH = 8192
 # no fsync ever delays the next file's links.
 INLINE_COMMIT = int(_env_number("FANOUT_DISTRIBUTOR_INLINE_COMMIT", 256))
 MAX_INFLIGHT = 2 * SCAN_BATCH  # linked, not yet removed: bounds memory and redo after a crash
+AUDIT_SLICE = 0.0005  # seconds of target-directory counting per idle loop turn
 DROP_LOG_EVERY = 30.0
 
 
@@ -134,7 +135,7 @@ class Distributor:
                                    self.errors.resolved)
         # linked, not yet removed: scans skip them. Bounded by MAX_INFLIGHT.
         self.inflight: set[str] = set()
-        self.auditor = Auditor(self._audit_snapshot, RESCAN_INTERVAL)
+        self.audit: AuditJob | None = None
         self.watcher: Watcher | None = None
         self._stopping = False
         self._hup = False
@@ -172,7 +173,6 @@ class Distributor:
             self.watcher = Watcher(self.datalog_dir)
             self._apply_targets(self.snap.targets)
             self.committer.start()
-            self.auditor.start()
             self._set_phase(Phase.RUNNING)
             self.notifier.ready(self._status_line())
             log.info("distributing %s to %d target(s): %s", self.datalog_dir,
@@ -188,7 +188,8 @@ class Distributor:
             restore()
             self._drain()
             self.committer.close()
-            self.auditor.close()
+            if self.audit is not None:
+                self.audit.close()
             if self.watcher is not None:
                 self.watcher.close()
             self._set_phase(Phase.STOPPED)
@@ -247,6 +248,8 @@ class Distributor:
         while not self._stopping:
             now = time.monotonic()
             timeout = max(0.0, min(next_rescan, next_reload, self._next_state) - now)
+            if self.audit is not None:
+                timeout = 0.0  # counting in slices between events
             fds = [self.watcher.fileno(), self.committer.fileno()]
             if wake_r is not None:
                 fds.append(wake_r)
@@ -278,6 +281,9 @@ class Distributor:
             if now >= next_rescan:
                 self._periodic()
                 next_rescan = time.monotonic() + RESCAN_INTERVAL
+            # only when nothing was waiting: an event is handled before any counting
+            if self.audit is not None and not ready and self.audit.step(AUDIT_SLICE):
+                self.audit = None
             self._maybe_write_state()
 
     def _periodic(self) -> None:
@@ -290,6 +296,8 @@ class Distributor:
         self.counters.rescans += 1
         self._scan(full=True)
         self._enforce_retention()
+        if self.audit is None:
+            self._start_audit()
 
     def _scan(self, full: bool = False) -> None:
         """Link every datalog file not already on its way out, oldest first, in batches of
@@ -444,13 +452,17 @@ class Distributor:
                      old[name].target.source_dir)
         self.runtime = runtime
         self.slots = [rt.slot for rt in runtime.values() if rt.slot is not None]
-        self.auditor.kick()
+        self._start_audit()
         if runtime:
             self._enforce_retention()
         return added
 
-    def _audit_snapshot(self) -> list[tuple[str, TargetStats]]:
-        return [(str(rt.target.source_dir), rt.stats) for rt in list(self.runtime.values())]
+    def _start_audit(self) -> None:
+        """Count every target directory anew (from the main loop, in slices)."""
+        if self.audit is not None:
+            self.audit.close()
+        self.audit = AuditJob([(str(rt.target.source_dir), rt.stats)
+                               for rt in self.runtime.values()])
 
     # ---------------------------------------------------------------- state
 
