@@ -30,6 +30,7 @@ class AuditJob:
         self._todo = list(targets)
         self._current: tuple[str, TargetStats, Audit, Iterator[os.DirEntry[str]]] | None = None
         self._oldest: str | None = None
+        self.work = 0.0  # seconds spent counting so far
 
     @property
     def done(self) -> bool:
@@ -37,7 +38,8 @@ class AuditJob:
 
     def step(self, budget: float) -> bool:
         """Work for about ``budget`` seconds; True once every directory is counted."""
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline = started + budget
         while not self.done:
             if self._current is None:
                 self._open()
@@ -63,6 +65,7 @@ class AuditJob:
                 self._finish()
             if time.monotonic() >= deadline:
                 break
+        self.work += time.monotonic() - started
         return self.done
 
     def _open(self) -> None:

@@ -85,6 +85,10 @@ SCAN_BATCH = 8192
 INLINE_COMMIT = int(_env_number("FANOUT_DISTRIBUTOR_INLINE_COMMIT", 256))
 MAX_INFLIGHT = 2 * SCAN_BATCH  # linked, not yet removed: bounds memory and redo after a crash
 AUDIT_SLICE = 0.0005  # seconds of target-directory counting per idle loop turn
+# Counting a huge dead target's directory is real work: the next count waits at least this
+# many times as long as the last one took, so counting never takes over 1/AUDIT_PACE of
+# the CPU.
+AUDIT_PACE = 10
 DROP_LOG_EVERY = 30.0
 
 
@@ -136,6 +140,7 @@ class Distributor:
         # linked, not yet removed: scans skip them. Bounded by MAX_INFLIGHT.
         self.inflight: set[str] = set()
         self.audit: AuditJob | None = None
+        self._next_audit = 0.0
         self.watcher: Watcher | None = None
         self._stopping = False
         self._hup = False
@@ -283,6 +288,8 @@ class Distributor:
                 next_rescan = time.monotonic() + RESCAN_INTERVAL
             # only when nothing was waiting: an event is handled before any counting
             if self.audit is not None and not ready and self.audit.step(AUDIT_SLICE):
+                self._next_audit = time.monotonic() + max(RESCAN_INTERVAL,
+                                                          AUDIT_PACE * self.audit.work)
                 self.audit = None
             self._maybe_write_state()
 
@@ -296,7 +303,7 @@ class Distributor:
         self.counters.rescans += 1
         self._scan(full=True)
         self._enforce_retention()
-        if self.audit is None:
+        if self.audit is None and time.monotonic() >= self._next_audit:
             self._start_audit()
 
     def _scan(self, full: bool = False) -> None:
