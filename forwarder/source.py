@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fanout.datalog.format import Record, encode_record, parse_file_name
-from fanout.datalog.reader import oldest_names, read_file
+from fanout.datalog.reader import read_file, scan_window
 
-LIST_WINDOW = 256
+# Names listed per pass: an eighth of what is waiting, within these bounds. 65,536 names
+# are about 6 MB; a million-file backlog then costs 16 directory passes, not 4,000.
+MIN_WINDOW = 256
+MAX_WINDOW = 65536
+# Python objects cost ~10x their bytes: cap records per chunk so tiny records cannot
+# turn a 1 MiB chunk into tens of MB of memory.
+MAX_CHUNK_RECORDS = 2048
 
 
 @dataclass
@@ -33,8 +39,9 @@ class Chunk:
 
 
 class SourceReader:
-    def __init__(self, directory: Path, cursor_seq: int):
+    def __init__(self, directory: Path, cursor_seq: int, verify: bool = True):
         self.dir = Path(directory)
+        self.verify = verify  # record checksums; see Forwarder for when they are skipped
         self.cursor_seq = cursor_seq
         self._names: deque[str] = deque()
         self._last_listed: str | None = None
@@ -42,17 +49,19 @@ class SourceReader:
         self._records: list[Record] = []
         self._index = 0
         self._deferred: Exception | None = None
+        self._window = MIN_WINDOW
 
     def _next_name(self, rescan: bool, taken: list[str]) -> str | None:
         """Next name in order. ``rescan`` lists from the start of the directory (to find
         files that arrived out of order) but never returns a name this chunk ``taken``."""
         if not self._names:
             after = None if rescan else self._last_listed
-            names = oldest_names(self.dir, LIST_WINDOW + len(taken), after=after)
+            names, waiting = scan_window(self.dir, self._window + len(taken), after=after)
+            self._window = max(MIN_WINDOW, min(MAX_WINDOW, waiting // 8))
             skip = set(taken)
             if self._file is not None:
                 skip.add(self._file)
-            names = [n for n in names if n not in skip][:LIST_WINDOW]
+            names = [n for n in names if n not in skip]
             self._names.extend(names)
             if names:
                 self._last_listed = max(names[-1], self._last_listed or "")
@@ -66,7 +75,7 @@ class SourceReader:
             if name is None:
                 return False
             try:
-                records = read_file(self.dir / name)
+                records = read_file(self.dir / name, self.verify)
             except FileNotFoundError:
                 continue  # removed by retention between listing and reading
             self._file, self._records, self._index = name, records, 0
@@ -125,7 +134,8 @@ class SourceReader:
                     continue
                 if keep(rec):
                     frame = encode_record(rec)
-                    if records and size + len(frame) > max_bytes:
+                    if records and (size + len(frame) > max_bytes
+                                    or len(records) >= MAX_CHUNK_RECORDS):
                         return self._chunk(records, parts, last_seq, done, files, excluded)
                     records.append(rec)
                     parts.append(frame)
@@ -148,8 +158,11 @@ class SourceReader:
         return Chunk(records, b"".join(parts), last_seq, done, files, excluded, resume)
 
     def settle(self, chunk: Chunk) -> None:
-        """The target acknowledged ``chunk``: move the cursor, unlink finished files."""
+        """The target acknowledged ``chunk``: move the cursor (unlinking is separate, see
+        ``unlink_done``, so it can run off the event loop)."""
         self.cursor_seq = max(self.cursor_seq, chunk.last_seq)
+
+    def unlink_done(self, chunk: Chunk) -> None:
         for name in chunk.files_done:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / name)

@@ -53,6 +53,9 @@ class Record:
     params: dict[str, Any] = field(default_factory=dict)
     via: tuple[str, ...] = ()
     body: bytes = b""
+    # The verified bytes this record was decoded from, so forwarding never re-encodes or
+    # re-checksums it; empty for records built in memory.
+    frame: bytes = field(default=b"", compare=False, repr=False)
 
     def header_bytes(self) -> bytes:
         return json.dumps(
@@ -77,6 +80,8 @@ def file_header(count: int) -> bytes:
 
 
 def encode_record(rec: Record) -> bytes:
+    if rec.frame:
+        return rec.frame
     header = rec.header_bytes()
     lengths = LENGTHS.pack(len(header), len(rec.body))
     crc = zlib.crc32(rec.body, zlib.crc32(header, zlib.crc32(lengths)))
@@ -94,7 +99,8 @@ def parse_file_name(name: str) -> tuple[int, str] | None:
     return (int(m.group(1)), m.group(2)) if m else None
 
 
-def _header_to_record(path: object, offset: int, header: bytes, body: bytes) -> Record:
+def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
+                      frame: bytes) -> Record:
     try:
         h = json.loads(header)
         via = h["via"]
@@ -108,6 +114,7 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes) -> 
             params=h["params"],
             via=tuple(via),
             body=body,
+            frame=frame,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise DatalogCorruptError(path, offset, f"bad record header: {exc}") from None
@@ -116,11 +123,13 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes) -> 
     return rec
 
 
-def decode_records(data: bytes | memoryview, path: object = "<bytes>") -> list[Record]:
+def decode_records(data: bytes | memoryview, path: object = "<bytes>",
+                   verify: bool = True) -> list[Record]:
     """Every record of a whole file image; raises DatalogCorruptError at the first bad byte.
 
     Offsets in errors are byte offsets into the file, so ``verify`` output can be checked
-    with ``xxd -s OFFSET``.
+    with ``xxd -s OFFSET``. ``verify=False`` skips the record checksums (framing, counts
+    and headers are still checked) for a caller whose receiver verifies them anyway.
     """
     mv = memoryview(data)
     if len(mv) < FILE_HEADER.size:
@@ -132,7 +141,7 @@ def decode_records(data: bytes | memoryview, path: object = "<bytes>") -> list[R
         raise DatalogCorruptError(path, 0, "file header checksum mismatch")
     if version != VERSION or flags != 0:
         raise DatalogCorruptError(path, 8, f"unsupported format version {version}.{flags}")
-    records = decode_frames(mv, FILE_HEADER.size, path)
+    records = decode_frames(mv, FILE_HEADER.size, path, verify)
     if len(records) != count:
         raise DatalogCorruptError(
             path, len(mv), f"truncated file: header says {count} records, found {len(records)}"
@@ -140,7 +149,7 @@ def decode_records(data: bytes | memoryview, path: object = "<bytes>") -> list[R
     return records
 
 
-def decode_frames(mv: memoryview, pos: int, path: object) -> list[Record]:
+def decode_frames(mv: memoryview, pos: int, path: object, verify: bool = True) -> list[Record]:
     """Records framed back to back from ``pos`` to the end of ``mv`` (no file header)."""
     out: list[Record] = []
     end = len(mv)
@@ -156,14 +165,14 @@ def decode_frames(mv: memoryview, pos: int, path: object) -> list[Record]:
             raise DatalogCorruptError(
                 path, pos, f"truncated record: needs {stop - pos} bytes, {end - pos} left"
             )
-        header = bytes(mv[start : start + hlen])
-        body = bytes(mv[start + hlen : stop])
-        actual = zlib.crc32(body, zlib.crc32(header, zlib.crc32(mv[pos : pos + 8])))
+        actual = zlib.crc32(mv[start:stop], zlib.crc32(mv[pos : pos + 8])) if verify else crc
         if actual != crc:
             raise DatalogCorruptError(
                 path, pos, f"checksum mismatch (stored {crc:08x}, computed {actual:08x})"
             )
-        out.append(_header_to_record(path, pos, header, body))
+        frame = bytes(mv[pos:stop])
+        head = FRAME.size + hlen
+        out.append(_header_to_record(path, pos, frame[FRAME.size:head], frame[head:], frame))
         pos = stop
     return out
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from fanout.datalog.format import SUFFIX, Record, decode_records, parse_file_name
 
 
-def read_file(path: Path) -> list[Record]:
+def read_file(path: Path, verify: bool = True) -> list[Record]:
     """All records of one published file; DatalogCorruptError names file and offset."""
     with open(path, "rb") as f:
         data = f.read()
-    return decode_records(data, path)
+    return decode_records(data, path, verify)
 
 
 def is_datalog_name(name: str) -> bool:
@@ -30,14 +30,24 @@ def oldest_names(directory: Path, limit: int, after: str | None = None) -> list[
 
     Memory is O(limit) whatever the directory holds; cost is one pass of scandir.
     """
+    return scan_window(directory, limit, after)[0]
+
+
+def scan_window(directory: Path, limit: int, after: str | None = None) -> tuple[list[str], int]:
+    """``oldest_names`` plus how many names it passed over, so a caller can size its next
+    window to the backlog: a fixed small window over a huge directory is quadratic."""
+    seen = 0
+
     def names() -> Iterator[str]:
+        nonlocal seen
         with os.scandir(directory) as it:
             for entry in it:
                 n = entry.name
                 if (after is None or n > after) and is_datalog_name(n):
+                    seen += 1
                     yield n
 
-    return heapq.nsmallest(limit, names())
+    return heapq.nsmallest(limit, names()), seen
 
 
 def iter_dir(directory: Path, batch: int = 1024) -> Iterator[tuple[Path, list[Record]]]:

@@ -1,0 +1,246 @@
+"""Forwarder throughput from a pre-filled backlog, against its ceiling, in one run.
+
+  1. ceiling: the backlog's bytes POSTed in the forwarder's batch sizes over one keep-alive
+     connection to a receiver that reads and discards (bench/discard_receiver.py);
+  2. the forwarder (a real fanout-forwarder process) into that same receiver;
+  3. the forwarder into a real sqlite fanout node (catch-up rate, points/s);
+  4. forwarder peak RSS with a 100,000-file backlog.
+
+    python bench/forward.py [--points 1000000] [--files 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import yaml
+
+from fanout.datalog import DatalogWriter, Record, encode_record, oldest_names, read_file
+from fanout.statefile import read_json
+from fanout.testing import NodeProc, free_port, wait_until
+
+HERE = Path(__file__).resolve().parent
+CHUNK = 1048576
+POINTS_PER_RECORD = 1000
+RECORDS_PER_FILE = 2
+
+
+def make_backlog(master: Path, points: int, first_seq: int = 1) -> tuple[int, int]:
+    """Datalog files as a node would write them: 2 records of 1,000 points per file.
+    Each run gets new seqs: a forwarder skips records at or below its cursor."""
+    w = DatalogWriter(master, "src")
+    recs: list[Record] = []
+    nrec = points // POINTS_PER_RECORD
+    for seq in range(first_seq, first_seq + nrec):
+        base = seq * POINTS_PER_RECORD
+        body = "".join(f"{base + j}// bench.fwd{{host=h{j % 10}}} {j}.25\n"
+                       for j in range(POINTS_PER_RECORD)).encode()
+        recs.append(Record(seq, "src", seq, 0, "update", "ingest", {}, (), body))
+        if len(recs) == RECORDS_PER_FILE:
+            w.publish(w.prepare(recs))
+            recs = []
+    if recs:
+        w.publish(w.prepare(recs))
+    files = oldest_names(master, 10**9)
+    return len(files), sum((master / n).stat().st_size for n in files)
+
+
+def payloads(master: Path) -> list[bytes]:
+    """The backlog cut into batches exactly as the forwarder cuts it (<= CHUNK bytes)."""
+    out: list[bytes] = []
+    cur: list[bytes] = []
+    size = 0
+    for n in oldest_names(master, 10**9):
+        for rec in read_file(master / n):
+            frame = encode_record(rec)
+            if cur and size + len(frame) > CHUNK:
+                out.append(b"".join(cur))
+                cur, size = [], 0
+            cur.append(frame)
+            size += len(frame)
+    if cur:
+        out.append(b"".join(cur))
+    return out
+
+
+async def post_all(url: str, bodies: list[bytes]) -> float:
+    conn = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        t0 = time.perf_counter()
+        for b in bodies:
+            async with s.post(url, data=b) as r:
+                await r.read()
+        return time.perf_counter() - t0
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as f:
+        return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def forward_config(root: Path, name: str, src: Path, endpoint: str, token: str) -> Path:
+    (root / "secrets").mkdir(exist_ok=True, mode=0o700)
+    tok = root / "secrets" / f"{name}.token"
+    tok.write_text(token)
+    tok.chmod(0o600)
+    cfg_dir = root / "forwarders.d"
+    cfg_dir.mkdir(exist_ok=True)
+    cfg = cfg_dir / f"{name}.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "target": name, "source_dir": str(src), "state_dir": str(root / "state"),
+        "sink": {"type": "fanout", "endpoint": endpoint, "token_file": str(tok)},
+        "chunk_size": CHUNK, "poll_interval": 0.1,
+    }))
+    return cfg
+
+
+class RunningForwarder:
+    """A forwarder process started on an empty source directory and connected, so that
+    timing a backlog measures forwarding, not Python's start-up."""
+
+    def __init__(self, cfg: Path, src: Path, log: Path):
+        self.src = src
+        src.mkdir(parents=True, exist_ok=True)
+        self.state = Path(yaml.safe_load(cfg.read_text())["state_dir"]) / \
+            f"forwarder-{cfg.stem}.json"
+        self.p = start([sys.executable, "-m", "forwarder.main", "--config", str(cfg)], log)
+        self.log = log
+        self.proc = psutil.Process(self.p.pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._sample, daemon=True)
+        self._th.start()
+        wait_until(lambda: (read_json(self.state) or {}).get("phase") == "idle", 30,
+                   what="forwarder to connect")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+    def drain(self, master: Path) -> float:
+        """Move the backlog in, return seconds until the source directory is empty."""
+        t0 = time.perf_counter()
+        for n in oldest_names(master, 10**9):
+            os.rename(master / n, self.src / n)
+        wait_until(lambda: not any(os.scandir(self.src)) or self.p.poll() is not None,
+                   3600, 0.005, "backlog to drain")
+        if self.p.poll() is not None:
+            raise RuntimeError(f"forwarder exited: {self.log.read_text()[-2000:]}")
+        return time.perf_counter() - t0
+
+    def close(self) -> float:
+        self._stop.set()
+        self._th.join()
+        self.p.terminate()
+        self.p.wait()
+        return self.peak / 2**20
+
+
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="fanout-bench-forward-"))
+    recv = None
+    try:
+        master = root / "master"
+        nfiles, nbytes = make_backlog(master, args.points)
+        nrec = args.points // POINTS_PER_RECORD
+        mb = nbytes / 2**20
+        print(f"backlog: {args.points:,} points, {nrec:,} records, {nfiles:,} files, "
+              f"{mb:.1f} MiB")
+        port = free_port()
+        recv = start([sys.executable, str(HERE / "discard_receiver.py"), str(port)],
+                     root / "recv.log")
+        url = f"http://127.0.0.1:{port}"
+        bodies = payloads(master)
+        wait_until(lambda: _answers(port), 10, what="discarding receiver")
+        ceilings = [asyncio.run(post_all(url + "/api/v0/replicate", bodies))
+                    for _ in range(args.runs)]
+        ceiling = median(ceilings)
+        print(f"1. ceiling (same bytes, {len(bodies)} POSTs, one keep-alive connection): "
+              f"median of {args.runs} {ceiling:.3f} s, {mb / ceiling:.1f} MiB/s, "
+              f"{args.points / ceiling:,.0f} points/s", flush=True)
+
+        cfg = forward_config(root, "discard", root / "src-discard", url, "x" * 32)
+        fwd = RunningForwarder(cfg, root / "src-discard", root / "fwd-discard.log")
+        nrec = args.points // POINTS_PER_RECORD
+        times = []
+        for run in range(args.runs):
+            fresh = root / f"run{run}"
+            make_backlog(fresh, args.points, first_seq=1 + run * nrec)
+            times.append(fwd.drain(fresh))
+        rss = fwd.close()
+        t = median(times)
+        print(f"2. forwarder -> discarding receiver: median of {args.runs} {t:.3f} s, "
+              f"{mb / t:.1f} MiB/s, {nrec / t:,.0f} records/s, {args.points / t:,.0f} points/s,"
+              f" peak RSS {rss:.0f} MB  => {ceiling / t * 100:.0f}% of the ceiling", flush=True)
+
+        node = NodeProc.init(root / "target", "target").start_and_wait()
+        try:
+            cfg = forward_config(root, "node", root / "src-node", node.url,
+                                 node.tokens["replicator"])
+            fwd = RunningForwarder(cfg, root / "src-node", root / "fwd-node.log")
+            fresh = root / "run-node"
+            make_backlog(fresh, args.points)
+            t_node = fwd.drain(fresh)
+            rss = fwd.close()
+            print(f"3. forwarder -> sqlite fanout node: {t_node:.2f} s, "
+                  f"{args.points / t_node:,.0f} points/s caught up, peak RSS {rss:.0f} MB",
+                  flush=True)
+        finally:
+            node.stop()
+        shutil.rmtree(master)
+
+        big = root / "master-many"
+        w = DatalogWriter(big, "src")
+        for i in range(1, args.files + 1):
+            w.publish(w.prepare([Record(i, "src", i, 0, "update", "ingest", {}, (),
+                                        f"{i}// many{{}} {i}\n".encode())]))
+        cfg = forward_config(root, "many", root / "src-many", url, "x" * 32)
+        fwd = RunningForwarder(cfg, root / "src-many", root / "fwd-many.log")
+        t_many = fwd.drain(big)
+        rss = fwd.close()
+        print(f"4. forwarder with a {args.files:,}-file backlog -> discarding receiver: "
+              f"{t_many:.1f} s ({args.files / t_many:,.0f} files/s), peak RSS {rss:.0f} MB",
+              flush=True)
+    finally:
+        if recv is not None:
+            recv.terminate()
+            recv.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
