@@ -2,8 +2,8 @@
 
 - ``up`` loads and checks every configuration file first (a ConfigError stops it, exit
   78), renders the supervisord files, starts ``supervisord -c CONF`` (``-n`` in the
-  foreground, replacing this process) and waits until its socket answers and no program
-  is still STARTING.
+  foreground, replacing this process) and waits until its socket answers and every
+  program has settled (RUNNING, or FATAL/EXITED).
 - ``down`` asks supervisord to shut down (it stops every program with SIGTERM to its
   process group) and waits until supervisord and every program it ran are gone; whatever
   outlives the timeout is killed, so no process is left behind.
@@ -40,6 +40,7 @@ from forwarder.config import load_target_config, target_files
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
+SETTLED = ("RUNNING", "FATAL", "EXITED")
 
 
 class SupervisordFailed(FanoutError):
@@ -124,14 +125,16 @@ def _wait_started(paths: SupervisePaths, timeout: float) -> tuple[int, bool, dic
             try:
                 pid = sv.pid()
                 states = {p.name: p.statename for p in sv.processes()}
-                if not any(s == "STARTING" for s in states.values()):
+                # Right after start, programs are STOPPED until supervisord's main loop
+                # first spawns them; BACKOFF goes on to STARTING or FATAL.
+                if states and all(s in SETTLED for s in states.values()):
                     return pid, False, states
             except Unreachable:
                 pass
             if time.monotonic() > deadline:
                 raise SupervisordFailed(
                     f"supervisord did not answer on {paths.socket} with every program "
-                    f"started within {timeout:.0f}s; see {paths.logs_dir}/supervisord.log")
+                    f"settled within {timeout:.0f}s; see {paths.logs_dir}/supervisord.log")
             time.sleep(0.2)
 
 

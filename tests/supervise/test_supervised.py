@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import psutil
 import pytest
 import yaml
 
-from fanout.testing import eventually, wait_until
+from fanout.testing import eventually, fanout_cmd, wait_until
 
 from .conftest import Supervised
 
@@ -220,3 +221,28 @@ def test_reload_after_target_add(supervised: Supervised) -> None:
     assert {k: final[k] for k in ("node", "distributor", "alerts", "forwarder-n3")} == \
         {k: after[k] for k in ("node", "distributor", "alerts", "forwarder-n3")}
     assert s.cli("reload", check=True).stdout.strip() == "no change"
+
+
+def test_up_foreground_runs_supervisord_in_this_process(supervised: Supervised) -> None:
+    s = supervised
+    log = open(s.node.dir / "foreground.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(fanout_cmd("up", "--foreground", "--config", str(s.config)),
+                            stdout=log, stderr=subprocess.STDOUT)
+    s.supervisord_pids.add(proc.pid)  # exec: the same pid becomes supervisord
+    try:
+        def running() -> None:
+            code, st = s.status()
+            assert code == 0, st["reasons"]
+
+        eventually(running, "everything RUNNING", timeout=30)
+        assert s.supervisord_pid() == proc.pid
+        pids = list(s.pids().values())
+        proc.send_signal(signal.SIGTERM)  # as a container runtime would
+        assert proc.wait(60) == 0
+        assert not [p for p in pids if psutil.pid_exists(p)
+                    and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
