@@ -21,6 +21,7 @@ from fanout.errors import FanoutError
 DEFAULT_TIMEOUT = 10.0
 
 # supervisor.xmlrpc.Faults, the ones fanout looks at
+SHUTDOWN_STATE = 6
 BAD_NAME = 10
 NOT_RUNNING = 70
 ALREADY_STARTED = 60
@@ -156,4 +157,9 @@ class Supervisor:
         return str(text)
 
     def shutdown(self) -> None:
-        self.call("supervisor.shutdown")
+        """Ask supervisord to stop everything and exit; already shutting down is fine."""
+        try:
+            self.call("supervisor.shutdown")
+        except RPCFault as exc:
+            if exc.code != SHUTDOWN_STATE:
+                raise
