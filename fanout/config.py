@@ -21,6 +21,15 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class BootstrapFrom:
+    """A memory node's seed: re-sync from it at every start, then replicate as usual."""
+
+    url: str
+    token_file: Path
+    timeout: float = 120.0  # give up (exit non-zero) if the seed cannot be read by then
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     source: Path  # the fanout.yaml this came from
     id: str
@@ -34,6 +43,7 @@ class NodeConfig:
     log_remote_changes: bool = False
     max_body_size: int = DEFAULT_MAX_BODY
     group_commit: bool = True
+    bootstrap_from: BootstrapFrom | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -78,8 +88,26 @@ def load_node_config(path: Path) -> NodeConfig:
         log_remote_changes=sec.boolean("log_remote_changes", False),
         max_body_size=sec.integer("max_body_size", DEFAULT_MAX_BODY, minimum=1024),
         group_commit=sec.boolean("group_commit", True),
+        bootstrap_from=_bootstrap_from(sec, kind),
     )
     sec.finish()
     if cfg.state_dir == cfg.datalog_dir:
         raise sec.error("state_dir", f"must differ from datalog_dir ({cfg.datalog_dir})")
     return cfg
+
+
+def _bootstrap_from(sec: Section, store_kind: str) -> BootstrapFrom | None:
+    if sec.data.get("bootstrap_from") is None:
+        sec.used.add("bootstrap_from")
+        return None
+    b = sec.section("bootstrap_from")
+    if store_kind != "memory":
+        raise sec.error("bootstrap_from", "only a memory store re-syncs at start "
+                                          "(a sqlite store keeps its data)")
+    url = b.string("url", required=True)
+    if not url.startswith(("http://", "https://")):
+        raise b.error("url", f"must be an http(s) URL (got {url!r})")
+    result = BootstrapFrom(url.rstrip("/"), b.path("token_file", required=True),  # type: ignore[arg-type]
+                           b.number("timeout", 120.0, minimum=1.0))
+    b.finish()
+    return result

@@ -68,3 +68,7 @@ class DiskFullError(FanoutError):
 
 class SelectorError(FanoutError, ValueError):
     """A selector (``CLASSSEL{LABELSELS}``) or its regex is malformed."""
+
+
+class StoreNotEmptyError(FanoutError):
+    """A restore without ``replace`` found data or marks already in the store."""

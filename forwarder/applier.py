@@ -20,14 +20,16 @@ from fanout.datalog.format import Record
 from fanout.errors import (
     ERROR_INVALID_RESPONSE,
     ERROR_NO_RESPONSE,
+    ERROR_START_TICK_NOT_PRESENT,
     ERROR_TARGET_ERROR,
     DatalogCorruptError,
+    FanoutError,
 )
 from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, read_json, write_json_atomic
 from forwarder.config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
-from forwarder.sinks.base import Batch, Sink, SinkRejected, SinkUnavailable
+from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
 from forwarder.source import Chunk, SourceReader, scan_pending
 from forwarder.state import ApplierState, LastError, Phase
 from forwarder.wakeup import DirWatch
@@ -66,6 +68,9 @@ class Forwarder:
         self.verify_locally = cfg.sink.type != "fanout"
         self.reader = SourceReader(cfg.source_dir, cursor, verify=self.verify_locally)
         self._verify_until: str | None = None
+        self._target_marks: dict[str, int] | None = None
+        self._check_gap = False  # armed at connect and after every outage
+        self._resyncs = 0
         self.state.last_processed = cursor
         self.state.last_applied = int((read_json(self.cursor_path) or {}).get(
             "lastAppliedTick", cursor))
@@ -147,8 +152,10 @@ class Forwarder:
         self.state.set_phase(Phase.CONNECTING, f"asking {self.cfg.sink.endpoint} who it is")
         try:
             self.state.target_id = await self._with_retry(self.sink.describe)
+            self._target_marks = await self._with_retry(self.sink.marks)
         except SinkRejected as exc:
             raise ForwarderStopped(ERROR_TARGET_ERROR, str(exc)) from None
+        self._check_gap = True
         self.state.set_phase(Phase.RUNNING, f"connected to {self.state.target_id or 'target'}")
 
     async def _loop(self) -> None:
@@ -180,6 +187,13 @@ class Forwarder:
                 self._verify_until = None
                 self.reader.verify = self.verify_locally
             prefetch = None
+            if self.cfg.pause_file.exists():
+                await self._paused()
+                continue
+            if chunk.records and self._check_gap:
+                chunk = await self._gap_check(chunk, single_until)
+                if chunk is None:
+                    continue
             if chunk.records:
                 self.state.set_phase(Phase.RUNNING, f"sending {len(chunk.records)} records")
                 prefetch = self._start_build(single_until)
@@ -198,6 +212,65 @@ class Forwarder:
                 chunk = await self._finish_build(prefetch, single_until)
             else:
                 chunk = await self._build(False, single_until)
+
+    async def _paused(self) -> None:
+        """Keep the place, send nothing, until the pause file goes (SIGUSR1 wakes us)."""
+        self.state.set_phase(Phase.PAUSED, f"paused by {self.cfg.pause_file}")
+        while self.cfg.pause_file.exists() and not self.stop_event.is_set():
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.5)
+        self.state.set_phase(Phase.RUNNING, "resumed")
+
+    async def _gap_check(self, chunk: Chunk, single_until: str | None) -> Chunk | None:
+        """ArangoDB 1414: the first record of an origin must be at most one past what the
+        target has applied; otherwise records in between are gone (retention dropped
+        them, or the target lost its data) and continuing would hide the hole."""
+        marks = self._target_marks
+        self._check_gap = False
+        if marks is None:
+            return chunk
+        first: dict[str, Record] = {}
+        for rec in chunk.records:
+            first.setdefault(rec.origin, rec)
+        gaps = [(o, r) for o, r in first.items() if r.oseq > marks.get(o, 0) + 1]
+        if not gaps:
+            return chunk
+        origin, rec = gaps[0]
+        what = (f"start tick not present: {self.cfg.target} has origin {origin} up to oseq "
+                f"{marks.get(origin, 0)}, the next record is oseq {rec.oseq} (seq {rec.seq})"
+                "; the records in between are gone (dropped by retention?)")
+        if not self.cfg.auto_resync:
+            raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
+                                   f"{what}: run fanout bootstrap --replace, or set "
+                                   "auto_resync: true")
+        if self._resyncs >= self.cfg.auto_resync_retries:
+            raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
+                                   f"{what}; gave up after {self._resyncs} resyncs in a row")
+        self._resyncs += 1
+        await self._resync(what)
+        self.reader.rewind()
+        self._check_gap = True
+        return await self._build(False, single_until)
+
+    async def _resync(self, why: str) -> None:
+        from fanout.bootstrap import Endpoint, copy_snapshot, local_endpoint
+        from fanout.config import load_node_config
+
+        log.warning("%s; auto_resync %d/%d", why, self._resyncs, self.cfg.auto_resync_retries)
+        self.state.last_error = LastError(ERROR_START_TICK_NOT_PRESENT, why)
+        self.state.set_phase(Phase.CONNECTING, "auto_resync: copying a snapshot")
+        try:
+            assert self.cfg.node_config is not None
+            source = local_endpoint(load_node_config(self.cfg.node_config))
+            target = Endpoint(self.cfg.sink.endpoint, self.cfg.sink.secret())
+            result = await copy_snapshot(source, target, replace=True)
+        except FanoutError as exc:
+            raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
+                                   f"auto_resync failed: {exc}") from None
+        log.warning("auto_resync restored %s series, %s points at tick %s", result["series"],
+                    result["points"], result["lastLogTick"])
+        self._target_marks = {k: int(v) for k, v in result["marks"].items()}
 
     def _start_build(self, single_until: str | None,
                      rescan: bool = False) -> asyncio.Future[Chunk | None]:
@@ -248,6 +321,8 @@ class Forwarder:
         s.last_applied = chunk.records[-1].seq
 
     def _settle(self, chunk: Chunk) -> None:
+        if chunk.records:
+            self._resyncs = 0
         """Record progress, then unlink. Unlinking a fully covered file is itself durable
         progress, so the cursor file is written only when a chunk ends inside a file
         (the cursor then says which of its records are done), or once a second."""
@@ -287,6 +362,12 @@ class Forwarder:
             except SinkUnavailable as exc:
                 await self._failed(exc)
                 continue
+            if self.failures.count:
+                # back from an outage: the target may have restarted empty (a memory
+                # store), so its marks are fetched and checked again before sending
+                self._check_gap = True
+                with contextlib.suppress(SinkError):
+                    self._target_marks = await self.sink.marks()
             self.failures.recovered()
             self.backoff.reset()
             self.state.failed_connects = 0

@@ -67,6 +67,7 @@ class TargetConfig:
     retention: Retention = Retention()
     auto_resync: bool = False
     auto_resync_retries: int = 3
+    node_config: Path | None = None  # the local node's fanout.yaml (for auto_resync)
 
     @property
     def quarantine_dir(self) -> Path:
@@ -75,6 +76,11 @@ class TargetConfig:
     @property
     def state_file(self) -> Path:
         return self.state_dir / f"forwarder-{self.target}.json"
+
+    @property
+    def pause_file(self) -> Path:
+        """Exists while the operator has paused this target (``fanout pause``)."""
+        return self.state_dir / f"forwarder-{self.target}.paused"
 
 
 def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
@@ -127,6 +133,7 @@ def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
         retention=retention,
         auto_resync=sec.boolean("auto_resync", False),
         auto_resync_retries=sec.integer("auto_resync_retries", 3, minimum=1),
+        node_config=sec.path("node_config", "../fanout.yaml"),
     )
     sec.finish()
     if cfg.retry_max < cfg.retry_min:

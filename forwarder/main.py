@@ -31,6 +31,7 @@ async def _run(config: Path) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, fwd.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, fwd.wake.set)  # fanout pause/resume
     log.info("forwarder %s: %s -> %s (%s)", cfg.target, cfg.source_dir, cfg.sink.endpoint,
              cfg.sink.type)
     return await fwd.run()

@@ -134,9 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dir", metavar="DIR")
     d.set_defaults(func=cmd_datalog_verify)
 
-    from fanout.cli import supervise_cmd
+    from fanout.cli import replication_cmd, supervise_cmd
 
     supervise_cmd.register(sub)
+    replication_cmd.register(sub)
 
     s = sub.add_parser("demo", help="set up and run a demonstration in a fresh directory")
     s.add_argument("--dir", default="demo")

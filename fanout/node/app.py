@@ -211,6 +211,7 @@ async def count_requests(request: web.Request, handler):  # type: ignore[no-unty
 def build_app(node: Node) -> web.Application:
     from fanout.node.metrics import metrics_handler
     from fanout.node.replication import handle_replicate
+    from fanout.node.snapshot import handle_marks, handle_restore, handle_snapshot
 
     app = web.Application(client_max_size=node.config.max_body_size,
                           middlewares=[count_requests])
@@ -225,6 +226,9 @@ def build_app(node: Node) -> web.Application:
             web.get("/api/v0/fetch", handle_fetch),
             web.get("/api/v0/replication/logger-state", handle_logger_state),
             web.post("/api/v0/replicate", handle_replicate),
+            web.get("/api/v0/replication/snapshot", handle_snapshot),
+            web.post("/api/v0/replication/restore", handle_restore),
+            web.get("/api/v0/replication/marks", handle_marks),
             web.get("/metrics", metrics_handler(node.config.state_dir, node.tokens)),
         ]
     )

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from fanout.datalog.format import Record
 from fanout.datalog.writer import DatalogWriter, Prepared
@@ -28,11 +30,13 @@ MAX_GROUP_BYTES = 32 * 1024 * 1024
 
 @dataclass
 class Unit:
-    """Writes that must commit together (one client request, or one replication batch)."""
+    """Writes that must commit together (one client request, or one replication batch),
+    or an ``action`` that must run alone on the commit thread (a restore)."""
 
     items: list[Pending]
-    future: asyncio.Future[list[Outcome]]
+    future: asyncio.Future[Any]
     size: int = 0
+    action: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -75,6 +79,12 @@ class Committer:
             await self._task
         self._executor.shutdown(wait=True)
 
+    async def exclusive(self, action: Callable[[], Any]) -> Any:
+        """Run ``action`` on the commit thread between two commits, alone."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put(Unit([], fut, 0, action))
+        return await fut
+
     async def submit(self, items: list[Pending]) -> list[Outcome]:
         fut: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         size = sum(len(p.body) for p in items) + 256 * len(items)
@@ -84,10 +94,15 @@ class Committer:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = False
+        held: Unit | None = None
         while not stopping:
-            first = await self._queue.get()
+            first = held if held is not None else await self._queue.get()
+            held = None
             if first is None:
                 return
+            if first.action is not None:
+                await self._run_action(loop, first)
+                continue
             group = [first]
             if self.group_commit:
                 size = first.size
@@ -95,6 +110,9 @@ class Committer:
                     unit = self._queue.get_nowait()
                     if unit is None:
                         stopping = True
+                        break
+                    if unit.action is not None:
+                        held = unit  # runs alone, right after this group
                         break
                     group.append(unit)
                     size += unit.size
@@ -110,6 +128,17 @@ class Committer:
             for unit, res in zip(group, results, strict=True):
                 if not unit.future.done():
                     unit.future.set_result(res)
+
+    async def _run_action(self, loop: asyncio.AbstractEventLoop, unit: Unit) -> None:
+        assert unit.action is not None
+        try:
+            result = await loop.run_in_executor(self._executor, unit.action)
+        except Exception as exc:
+            if not unit.future.done():
+                unit.future.set_exception(exc)
+            return
+        if not unit.future.done():
+            unit.future.set_result(result)
 
     # -- on the commit thread ------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from fanout.config import NodeConfig
@@ -90,6 +91,9 @@ async def serve(cfg: NodeConfig) -> None:
     node = open_node(cfg)
     state_path = cfg.state_dir / "node.json"
     node.committer.start()
+    if cfg.bootstrap_from is not None:
+        write_json_atomic(state_path, node_state(node, True, "bootstrapping"))
+        await resync_from_seed(node)
     runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
@@ -120,6 +124,38 @@ async def serve(cfg: NodeConfig) -> None:
         await node.committer.stop()
         node.store.close()
         write_json_atomic(state_path, node_state(node, False, "stopped"))
+
+
+async def resync_from_seed(node: Node) -> None:
+    """Before serving: load the seed's snapshot into the (empty) memory store. Nothing is
+    served until then, so a forwarder cannot deliver into a store about to be replaced;
+    it retries, then dedups against the restored marks."""
+    from fanout.bootstrap import Endpoint
+    from fanout.node.snapshot import download_and_restore
+    from forwarder.config import SinkConfig
+
+    b = node.config.bootstrap_from
+    assert b is not None
+    token = SinkConfig("fanout", b.url, b.token_file).secret()
+    deadline = time.monotonic() + b.timeout
+    delay = 0.5
+    while True:
+        try:
+            result = await download_and_restore(node, Endpoint(b.url, token))
+            log.warning("re-synced from %s: %s series, %s points at its tick %s", b.url,
+                        result["series"], result["points"], result["lastLogTick"])
+            return
+        except (OSError, aiohttp.ClientError, TimeoutError, FanoutError) as exc:
+            if time.monotonic() > deadline:
+                raise SeedUnavailableError(
+                    f"cannot re-sync from {b.url} within {b.timeout:.0f}s: {exc}") from None
+            log.warning("re-sync from %s failed (%s); retrying in %.1fs", b.url, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class SeedUnavailableError(FanoutError):
+    """A memory node's bootstrap_from seed could not be read at start."""
 
 
 def run_node(config_path: Path) -> None:

@@ -48,6 +48,13 @@ class TokenTable:
             raise AuthError(f"token '{found.id}' lacks the '{permission}' permission")
         return found.id
 
+    def secret_with(self, permission: str) -> str | None:
+        """A secret holding ``permission``, for this node's own tools to call itself."""
+        for tok in self._tokens:
+            if permission in tok.permissions:
+                return tok.secret
+        return None
+
 
 def load_tokens(path: Path) -> TokenTable:
     check_private(path, "tokens file")

@@ -8,11 +8,11 @@ apply idempotent after a crash at any point.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from fanout.gts.model import MetaLine, Reading, Selector
+from fanout.gts.model import Labels, MetaLine, Reading, Selector, Value
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,36 @@ class Outcome:
     deleted: tuple[str, ...] = ()
 
 
+# (ts, lat, lon, elev, value): one reading of a series whose class and labels are known
+Point = tuple[int, float | None, float | None, int | None, Value]
+# One series of a snapshot: class, labels, attributes and its points in ts order.
+SeriesDump = tuple[str, Labels, Labels, Iterable[Point]]
+
+
+class Snapshot(Protocol):
+    """A consistent view of a whole store, for initial sync (ArangoDB's dump): marks and
+    last_seq are those of exactly the data ``series()`` yields. Iterate once; close."""
+
+    last_seq: int
+    marks: dict[str, int]
+
+    def series(self) -> Iterator[SeriesDump]: ...
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view, taken without blocking writers for its whole duration."""
+
+    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+                replace: bool) -> None:
+        """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
+        is left alone (it counts this node's own datalog). Without ``replace`` the store
+        must hold no series and no marks (StoreNotEmptyError); with it, everything is
+        dropped first. On any error nothing changes."""
+
+    def is_empty(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     """Contract shared by ``sqlite`` and ``memory``; the conformance suite checks both."""
 
@@ -85,5 +115,17 @@ class Store(Protocol):
         order, readings in ascending timestamp order, start <= ts <= end. With ``last``,
         only the newest ``last`` readings of each series within the range. With
         ``showattr``, the series part is ``class{labels}{attrs}``."""
+
+    def snapshot(self) -> Snapshot:
+        """A consistent view, taken without blocking writers for its whole duration."""
+
+    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+                replace: bool) -> None:
+        """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
+        is left alone (it counts this node's own datalog). Without ``replace`` the store
+        must hold no series and no marks (StoreNotEmptyError); with it, everything is
+        dropped first. On any error nothing changes."""
+
+    def is_empty(self) -> bool: ...
 
     def close(self) -> None: ...

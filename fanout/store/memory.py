@@ -17,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from fanout.errors import StoreNotEmptyError
 from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector, Value
 
@@ -34,7 +35,7 @@ from ._common import (
     ordered,
     range64,
 )
-from .base import Delete, Entry, Meta, Outcome, Update
+from .base import Delete, Entry, Meta, Outcome, SeriesDump, Update
 
 Key = tuple[str, Labels]
 Point = tuple[float | None, float | None, int | None, Value]  # lat, lon, elev, value
@@ -272,6 +273,38 @@ class MemoryStore:
         for cls, labels, attrs, points in out:
             yield from format_series(cls, labels, attrs if showattr else None, points)
 
+    # -- snapshot and restore ------------------------------------------------------------
+
+    def snapshot(self) -> _MemorySnapshot:
+        """Copied under the lock (a memory store is small by nature): writers wait only
+        for the copy, never for the stream."""
+        with self._lock:
+            copy = [(s.cls, s.labels, s.attrs, dict(s.points)) for s in self._series.values()]
+            return _MemorySnapshot(dict(self._marks), self._last_seq, copy)
+
+    def is_empty(self) -> bool:
+        return not self._series and not self._marks
+
+    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+                replace: bool) -> None:
+        if not replace and not self.is_empty():
+            raise StoreNotEmptyError(
+                f"memory store holds {len(self._series)} series and marks for "
+                f"{len(self._marks)} origin(s); restore needs an empty store (or replace)")
+        loaded: dict[Key, _Series] = {}
+        for cls, labels, attrs, points in series:
+            s = _Series(cls, labels)
+            s.attrs = attrs
+            for ts, lat, lon, elev, v in points:
+                check_reading(Reading(ts, lat, lon, elev, cls, labels, v))
+                s.points[ts] = (lat, lon, elev, v)
+            loaded[(cls, labels)] = s
+        with self._lock:
+            if not replace and not self.is_empty():
+                raise StoreNotEmptyError("memory store was written to during the restore")
+            self._series = loaded
+            self._marks = dict(marks)
+
     def close(self) -> None:
         self._closed = True
 
@@ -280,3 +313,17 @@ class MemoryStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _MemorySnapshot:
+    def __init__(self, marks: dict[str, int], last_seq: int, copy: list[tuple]):
+        self.marks = marks
+        self.last_seq = last_seq
+        self._copy = copy
+
+    def series(self) -> Iterator[SeriesDump]:
+        for cls, labels, attrs, points in ordered(self._copy, lambda c: (c[0], c[1])):
+            yield cls, labels, attrs, ((ts, *points[ts]) for ts in sorted(points))
+
+    def close(self) -> None:
+        self._copy = []

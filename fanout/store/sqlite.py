@@ -22,9 +22,10 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from fanout.errors import StoreNotEmptyError
 from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector
 
@@ -45,7 +46,7 @@ from ._common import (
     ordered,
     range64,
 )
-from .base import Delete, Entry, Meta, Outcome, Update
+from .base import Delete, Entry, Meta, Outcome, SeriesDump, Update
 
 SCHEMA_VERSION = 1
 
@@ -423,6 +424,55 @@ class SqliteStore:
             else:
                 self._release(conn)
 
+    # -- snapshot and restore ------------------------------------------------------------
+
+    def snapshot(self) -> _SqliteSnapshot:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        return _SqliteSnapshot(self, self._reader())
+
+    def is_empty(self) -> bool:
+        return not self._ids and not self._marks
+
+    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+                replace: bool) -> None:
+        if not self._cache_valid:
+            self._load()
+        if not replace and not self.is_empty():
+            raise StoreNotEmptyError(
+                f"{self._path}: holds {len(self._ids)} series and marks for "
+                f"{len(self._marks)} origin(s); restore needs an empty store (or replace)")
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if replace:
+                    for table in ("points", "series", "marks"):
+                        conn.execute(f"DELETE FROM {table}")
+                    self._ids, self._attrs = {}, {}
+                for cls, labels, attrs, points in series:
+                    sid = self._create_series(cls, labels)
+                    if attrs:
+                        conn.execute("UPDATE series SET attrs = ? WHERE id = ?",
+                                     (_dump_labels(attrs), sid))
+                        self._attrs[sid] = attrs
+                    self._apply_update(Reading(ts, lat, lon, elev, cls, labels, v)
+                                       for ts, lat, lon, elev, v in points)
+                conn.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?)",
+                                 list(marks.items()))
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                self._cache_valid = False
+                self._load()
+                raise
+        except BaseException as exc:
+            full = disk_full(exc)
+            if full is not None:
+                raise full from exc
+            raise
+        self._marks = dict(marks)
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -438,3 +488,42 @@ class SqliteStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _SqliteSnapshot:
+    """One read transaction on a pooled reader connection: WAL gives it a fixed view for
+    as long as it lasts, while the writer goes on committing."""
+
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection):
+        self._store = store
+        self._conn = conn
+        conn.execute("BEGIN")
+        self.marks: dict[str, int] = dict(conn.execute("SELECT origin, oseq FROM marks"))
+        row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        self.last_seq = int(row[0])
+
+    def series(self) -> Iterator[SeriesDump]:
+        rows = self._conn.execute("SELECT id, cls, labels, attrs FROM series").fetchall()
+        items = [(sid, cls, _load_labels(lab), _load_labels(att)) for sid, cls, lab, att in rows]
+        for sid, cls, labels, attrs in ordered(items, lambda m: (m[1], m[2])):
+            yield cls, labels, attrs, self._points(sid)
+
+    def _points(self, sid: int) -> Iterator[tuple]:
+        cur = self._conn.execute(_SELECT_POINTS, (sid, INT64_MIN, INT64_MAX))
+        try:
+            while rows := cur.fetchmany(2000):
+                yield from map(_point, rows)
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.close()
+        else:
+            self._store._release(conn)

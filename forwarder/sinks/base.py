@@ -80,6 +80,10 @@ class Sink(Protocol):
         """The target's node id (used to skip records whose ``via`` holds it), or None
         when the target has no such notion (Warp 10)."""
 
+    async def marks(self) -> dict[str, int] | None:
+        """Per origin, the highest oseq the target has applied (the truth a forwarder
+        resumes from and checks for gaps against), or None if it cannot tell."""
+
     async def send(self, batch: Batch) -> SendResult: ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 from forwarder.config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
@@ -18,8 +19,8 @@ class FanoutSink:
         self.compress = cfg.sink.compress
         self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token)
 
-    async def describe(self) -> str | None:
-        url = f"{self.endpoint}/api/v0/replication/logger-state"
+    async def _get_json(self, path: str) -> tuple[str, Any]:
+        url = f"{self.endpoint}{path}"
         try:
             async with self._session.get(url) as resp:
                 text = await resp.text()
@@ -29,10 +30,23 @@ class FanoutSink:
         if err is not None:
             raise err
         try:
-            return str(json.loads(text)["server"]["serverId"])
-        except (ValueError, KeyError, TypeError):
-            raise invalid_response(f"{url}: not a fanout logger-state reply: {text[:200]!r}",
-                                   resp.status) from None
+            return url, json.loads(text)
+        except ValueError:
+            raise invalid_response(f"{url}: not JSON: {text[:200]!r}", resp.status) from None
+
+    async def describe(self) -> str | None:
+        url, data = await self._get_json("/api/v0/replication/logger-state")
+        try:
+            return str(data["server"]["serverId"])
+        except (KeyError, TypeError):
+            raise invalid_response(f"{url}: not a fanout logger-state reply") from None
+
+    async def marks(self) -> dict[str, int] | None:
+        url, data = await self._get_json("/api/v0/replication/marks")
+        try:
+            return {str(k): int(v) for k, v in data["marks"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise invalid_response(f"{url}: not a fanout marks reply") from None
 
     async def send(self, batch: Batch) -> SendResult:
         url = f"{self.endpoint}/api/v0/replicate"

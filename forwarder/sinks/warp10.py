@@ -23,6 +23,9 @@ class Warp10Sink:
     async def describe(self) -> str | None:
         return None
 
+    async def marks(self) -> dict[str, int] | None:
+        return None  # Warp 10 keeps no per-origin marks: no gap check is possible
+
     async def _call(self, method: str, path: str, body: bytes | None = None,
                     headers: dict[str, str] | None = None) -> None:
         url = f"{self.endpoint}{path}"
