@@ -368,6 +368,10 @@ class Forwarder:
                 self._check_gap = True
                 with contextlib.suppress(SinkError):
                     self._target_marks = await self.sink.marks()
+            if self.failures.count and self.state.last_error is not None and \
+                    self.state.last_error.error_num in (ERROR_NO_RESPONSE,
+                                                        ERROR_INVALID_RESPONSE):
+                self.state.last_error = None  # an outage that is over is not a current error
             self.failures.recovered()
             self.backoff.reset()
             self.state.failed_connects = 0

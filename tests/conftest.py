@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fanout.testing import NodeProc
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short directory: supervisord's unix socket path must fit in 107 bytes, and pytest's
+    tmp_path can be long."""
+    d = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

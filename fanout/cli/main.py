@@ -85,8 +85,10 @@ def cmd_distribute(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fanout.cli.demo import run_demo
+    from fanout.cli.demo import run_demo, stop_demo
 
+    if args.stop:
+        return stop_demo(Path(args.dir).resolve())
     return run_demo(Path(args.dir), seconds=args.seconds)
 
 
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="set up and run a demonstration in a fresh directory")
     s.add_argument("--dir", default="demo")
     s.add_argument("--seconds", type=float, default=10.0)
+    s.add_argument("--stop", action="store_true", help="stop a running demo's processes")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,15 +16,6 @@ import psutil
 import pytest
 
 from fanout.testing import NodeProc, Topology, fanout_cmd
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A short directory: supervisord's unix socket path must fit in 107 bytes, and pytest's
-    tmp_path can be long."""
-    d = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 class Supervised:
