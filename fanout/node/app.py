@@ -80,6 +80,15 @@ async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
         fail(507, f"not written: {exc}")
 
 
+def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:
+    """Tell the client where its write stands: a replica has it once its marks reach
+    (origin, oseq), which is how lag is measured end to end."""
+    resp.headers["X-Fanout-Tick"] = str(pending.seq)
+    resp.headers["X-Fanout-Origin"] = node.config.id
+    resp.headers["X-Fanout-Oseq"] = str(pending.oseq)
+    return resp
+
+
 async def handle_update(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
@@ -95,9 +104,10 @@ async def handle_update(request: web.Request) -> web.Response:
     if now is None:
         now = time.time_ns() // 1000
     pending = await _parse(body, update_pending, text, now, token_id)
-    if pending.points:
-        await _commit(node, [pending])
-    return web.Response(status=200)
+    if not pending.points:
+        return web.Response(status=200)
+    await _commit(node, [pending])
+    return _ticked(node, pending, web.Response(status=200))
 
 
 async def handle_meta(request: web.Request) -> web.Response:
@@ -107,9 +117,10 @@ async def handle_meta(request: web.Request) -> web.Response:
     text = decode_text(body)
     delta = request.headers.get("X-Warp10-Attributes", "").strip().lower() == "delta"
     pending = await _parse(body, meta_pending, text, delta, token_id)
-    if pending.body:
-        await _commit(node, [pending])
-    return web.Response(status=200)
+    if not pending.body:
+        return web.Response(status=200)
+    await _commit(node, [pending])
+    return _ticked(node, pending, web.Response(status=200))
 
 
 def _range(request: web.Request, end_names: tuple[str, ...]) -> tuple[int | None, int | None]:
@@ -135,7 +146,7 @@ async def handle_delete(request: web.Request) -> web.Response:
     pending = await _parse(b"", delete_pending, selector, start, end, token_id)
     [outcome] = await _commit(node, [pending])
     text = "".join(s + "\n" for s in outcome.deleted)
-    return web.Response(text=text, content_type="text/plain")
+    return _ticked(node, pending, web.Response(text=text, content_type="text/plain"))
 
 
 async def handle_fetch(request: web.Request) -> web.StreamResponse:

@@ -37,6 +37,7 @@ class Pending:
     time: int = 0
     via: tuple[str, ...] = field(default_factory=tuple)
     log: bool = True
+    seq: int = 0  # set by the committer: the datalog seq this write was logged at
 
 
 def update_pending(text: str, now_us: int, token_id: str) -> Pending:

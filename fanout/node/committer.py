@@ -160,8 +160,11 @@ class Committer:
                 if oseq <= mark:
                     continue  # duplicate: the store skips it, and it is not logged again
                 moved[origin] = oseq
+                if p.origin is None:
+                    p.oseq = oseq
                 if p.log:
                     seq += 1
+                    p.seq = seq
                     records.append(
                         Record(seq, origin, oseq, when, p.op, p.token_id, p.params, via, p.body)
                     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import subprocess
 from pathlib import Path
@@ -34,6 +35,21 @@ def test_update_then_fetch_in_canonical_form(node: NodeProc) -> None:
         "1001// temp{floor=1,room=b} 22\n"
     )
     assert r.fetch("temp{room=b}", start=1001, stop=5000) == "1001// temp{floor=1,room=b} 22\n"
+
+
+def test_write_replies_carry_their_tick(node: NodeProc) -> None:
+    c = node.client("ingest")
+    c.update("1// a{} 1\n")
+    c.update("2// a{} 2\n")
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    conn.request("POST", "/api/v0/update", b"3// a{} 3\n",
+                 {"X-Warp10-Token": node.tokens["ingest"]})
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    assert r.status == 200
+    assert (r.getheader("X-Fanout-Tick"), r.getheader("X-Fanout-Origin"),
+            r.getheader("X-Fanout-Oseq")) == ("3", "n1", "3")
 
 
 def test_empty_timestamp_uses_the_nodes_now_and_is_logged_absolute(node: NodeProc) -> None:
