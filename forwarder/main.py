@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 from pathlib import Path
+
+import yaml
 
 from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
@@ -56,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _record_config_error(config: Path, exc: ConfigError) -> None:
-    """Leave the reason where ``fanout status`` looks, if the state dir can be guessed."""
-    state_dir = config.resolve().parent.parent / "data" / "state"
+    """Leave the reason where ``fanout status`` looks: the file's own ``state_dir`` if
+    that much of it can be read, else the default beside ``forwarders.d``."""
+    base = config.resolve().parent
+    state_dir = base / "../data/state"
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError, TypeError):
+        raw = yaml.safe_load(config.read_text())
+        if isinstance(raw.get("state_dir"), str):
+            state_dir = base / raw["state_dir"]
+    state_dir = state_dir.resolve()
     if state_dir.is_dir():
         write_json_atomic(state_dir / f"forwarder-{config.stem}.json", {
             "process": f"forwarder-{config.stem}", "target": config.stem, "running": False,
