@@ -185,6 +185,13 @@ def stop(p: subprocess.Popen[bytes]) -> None:
 
 # ----------------------------------------------------------------------------- measures
 
+def settle() -> None:
+    """Flush what earlier runs left dirty (staged files, removed trees) so that its
+    writeback and journal commits do not land in the middle of the next measurement."""
+    os.sync()
+    time.sleep(0.5)
+
+
 @dataclass
 class Throughput:
     files: int
@@ -207,10 +214,12 @@ def throughput(runner: Runner, node: Node, n: int, cap: float, freeze: bool = Tr
         runner.ready(node, p)
         os.killpg(p.pid, signal.SIGSTOP)
         node.publish_staged(names)
+        settle()
         t0 = time.monotonic()
         os.killpg(p.pid, signal.SIGCONT)
     else:
         node.publish_staged(names)
+        settle()
         t0 = time.monotonic()
         p = runner.start(node)
     deadline = t0 + cap
@@ -270,6 +279,7 @@ def latency(runner: Runner, node: Node, rate: float, seconds: float, drain: floa
     p = runner.start(node)
     runner.ready(node, p)
     watch = LinkWatch(node.targets)
+    settle()
     published: dict[str, float] = {}
     tmp, dst = str(node.tmp) + "/", str(node.datalog) + "/"
     start = time.perf_counter()

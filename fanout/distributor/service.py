@@ -78,7 +78,7 @@ RELOAD_INTERVAL = _env_number("FANOUT_DISTRIBUTOR_RELOAD", 5.0)
 STATE_INTERVAL = 1.0
 # Names taken from one directory pass. Each pass reads the whole directory, so a larger
 # batch means fewer passes over a large backlog; memory stays O(batch) either way.
-SCAN_BATCH = 8192
+SCAN_BATCH = 16384
 # Batches at least this large are committed on the main thread (see _commit_inline);
 # smaller ones, the steady trickle of a live node, go to the committer thread so that
 # no fsync ever delays the next file's links.
