@@ -230,22 +230,34 @@ class SqliteStore:
         marks = dict(self._marks)
         changed: dict[str, int] = {}
         outcomes: list[Outcome] = []
+        with self._transaction():
+            for entry in entries:
+                status = classify(marks, entry.origin, entry.oseq)
+                if status == "duplicate":
+                    outcomes.append(Outcome("duplicate"))
+                    continue
+                deleted = self._apply_change(entry.change)
+                marks[entry.origin] = changed[entry.origin] = entry.oseq
+                outcomes.append(Outcome(status, deleted))
+            if changed:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO marks VALUES (?, ?)", list(changed.items())
+                )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
+        self._marks = marks
+        self._last_seq = last_seq
+        return outcomes
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed when the block ends, rolled back (and the
+        caches rebuilt from what is committed) on any error; a full disk becomes
+        DiskFullError."""
+        conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for entry in entries:
-                    status = classify(marks, entry.origin, entry.oseq)
-                    if status == "duplicate":
-                        outcomes.append(Outcome("duplicate"))
-                        continue
-                    deleted = self._apply_change(entry.change)
-                    marks[entry.origin] = changed[entry.origin] = entry.oseq
-                    outcomes.append(Outcome(status, deleted))
-                if changed:
-                    conn.executemany(
-                        "INSERT OR REPLACE INTO marks VALUES (?, ?)", list(changed.items())
-                    )
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
+                yield
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -259,9 +271,6 @@ class SqliteStore:
             if full is not None:
                 raise full from exc
             raise
-        self._marks = marks
-        self._last_seq = last_seq
-        return outcomes
 
     def _apply_change(self, change: object) -> tuple[str, ...]:
         if isinstance(change, Update):
@@ -443,34 +452,20 @@ class SqliteStore:
                 f"{self._path}: holds {len(self._ids)} series and marks for "
                 f"{len(self._marks)} origin(s); restore needs an empty store (or replace)")
         conn = self._conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if replace:
-                    for table in ("points", "series", "marks"):
-                        conn.execute(f"DELETE FROM {table}")
-                    self._ids, self._attrs = {}, {}
-                for cls, labels, attrs, points in series:
-                    sid = self._create_series(cls, labels)
-                    if attrs:
-                        conn.execute("UPDATE series SET attrs = ? WHERE id = ?",
-                                     (_dump_labels(attrs), sid))
-                        self._attrs[sid] = attrs
-                    self._apply_update(Reading(ts, lat, lon, elev, cls, labels, v)
-                                       for ts, lat, lon, elev, v in points)
-                conn.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?)",
-                                 list(marks.items()))
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                self._cache_valid = False
-                self._load()
-                raise
-        except BaseException as exc:
-            full = disk_full(exc)
-            if full is not None:
-                raise full from exc
-            raise
+        with self._transaction():
+            if replace:
+                for table in ("points", "series", "marks"):
+                    conn.execute(f"DELETE FROM {table}")
+                self._ids, self._attrs = {}, {}
+            for cls, labels, attrs, points in series:
+                sid = self._create_series(cls, labels)
+                if attrs:
+                    conn.execute("UPDATE series SET attrs = ? WHERE id = ?",
+                                 (_dump_labels(attrs), sid))
+                    self._attrs[sid] = attrs
+                self._apply_update(Reading(ts, lat, lon, elev, cls, labels, v)
+                                   for ts, lat, lon, elev, v in points)
+            conn.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?)", list(marks.items()))
         self._marks = dict(marks)
 
     def close(self) -> None:

@@ -19,10 +19,11 @@ class FanoutSink:
         self.compress = cfg.sink.compress
         self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token)
 
-    async def _get_json(self, path: str) -> tuple[str, Any]:
+    async def _call(self, method: str, path: str, **kw: Any) -> tuple[str, Any]:
+        """One request; its JSON reply, or the SinkError its status or failure means."""
         url = f"{self.endpoint}{path}"
         try:
-            async with self._session.get(url) as resp:
+            async with self._session.request(method, url, **kw) as resp:
                 text = await resp.text()
         except NETWORK_ERRORS as exc:
             raise unavailable(exc, url) from None
@@ -32,43 +33,34 @@ class FanoutSink:
         try:
             return url, json.loads(text)
         except ValueError:
-            raise invalid_response(f"{url}: not JSON: {text[:200]!r}", resp.status) from None
+            raise invalid_response(f"{url}: unreadable reply {text[:200]!r}",
+                                   resp.status) from None
 
     async def describe(self) -> str | None:
-        url, data = await self._get_json("/api/v0/replication/logger-state")
+        url, data = await self._call("GET", "/api/v0/replication/logger-state")
         try:
             return str(data["server"]["serverId"])
         except (KeyError, TypeError):
             raise invalid_response(f"{url}: not a fanout logger-state reply") from None
 
     async def marks(self) -> dict[str, int] | None:
-        url, data = await self._get_json("/api/v0/replication/marks")
+        url, data = await self._call("GET", "/api/v0/replication/marks")
         try:
             return {str(k): int(v) for k, v in data["marks"].items()}
         except (KeyError, TypeError, ValueError, AttributeError):
             raise invalid_response(f"{url}: not a fanout marks reply") from None
 
     async def send(self, batch: Batch) -> SendResult:
-        url = f"{self.endpoint}/api/v0/replicate"
         body, ctype = batch.payload, CONTENT_TYPE
         if self.compress:
             body, ctype = gzip.compress(body, compresslevel=1), "application/gzip"
+        url, r = await self._call("POST", "/api/v0/replicate", data=body,
+                                  headers={"Content-Type": ctype})
         try:
-            async with self._session.post(url, data=body,
-                                          headers={"Content-Type": ctype}) as resp:
-                text = await resp.text()
-        except NETWORK_ERRORS as exc:
-            raise unavailable(exc, url) from None
-        err = classify(resp.status, text)
-        if err is not None:
-            raise err
-        try:
-            r = json.loads(text)
             return SendResult(int(r["applied"]), int(r["duplicate"]), int(r["gap"]),
                               int(r["loop"]))
-        except (ValueError, KeyError, TypeError):
-            raise invalid_response(f"{url}: unreadable reply {text[:200]!r}",
-                                   resp.status) from None
+        except (KeyError, TypeError, ValueError):
+            raise invalid_response(f"{url}: not a replication reply: {r!r:.200}") from None
 
     async def close(self) -> None:
         await self._session.close()

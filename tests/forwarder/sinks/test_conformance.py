@@ -7,7 +7,8 @@ Targets are real: a fanout node process for delivery, and a small aiohttp server
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,52 +106,46 @@ def test_closed_port_is_unavailable(kind: str, tmp_path: Path) -> None:
     assert err.value.error_num == 1400 and "cannot reach" in str(err.value)
 
 
+@contextlib.asynccontextmanager
+async def stub(reply: web.Response) -> AsyncIterator[str]:
+    """A real HTTP server on 127.0.0.1 that knows logger-state and answers ``reply`` to
+    everything else: for the statuses a healthy node never gives."""
+    async def answer(request: web.Request) -> web.Response:
+        if request.path.endswith("logger-state"):
+            return web.json_response({"server": {"serverId": "stub"}})
+        return reply
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (408, True),
                                                    (429, True), (400, False), (404, False)])
 def test_status_codes(kind: str, tmp_path: Path, status: int, retryable: bool) -> None:
     async def scenario() -> None:
-        async def answer(request: web.Request) -> web.Response:
-            if request.path.endswith("logger-state"):
-                return web.json_response({"server": {"serverId": "stub"}})
-            return web.Response(status=status, text="stub says no")
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            cfg = target_config(tmp_path, kind, f"http://127.0.0.1:{port}")
+        async with stub(web.Response(status=status, text="stub says no")) as url:
             expected = SinkUnavailable if retryable else SinkRejected
             with pytest.raises(expected) as err:
-                await _send(cfg, "x" * 32, batch(records()[:1]))
+                await _send(target_config(tmp_path, kind, url), "x" * 32, batch(records()[:1]))
             assert str(status) in str(err.value) and "stub says no" in str(err.value)
-        finally:
-            await runner.cleanup()
 
     run(scenario())
 
 
 def test_unreadable_reply_is_invalid_response(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async def answer(request: web.Request) -> web.Response:
-            if request.path.endswith("logger-state"):
-                return web.json_response({"server": {"serverId": "stub"}})
-            return web.Response(text="<html>proxy page</html>")
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            cfg = target_config(tmp_path, "fanout", f"http://127.0.0.1:{port}")
+        async with stub(web.Response(text="<html>proxy page</html>")) as url:
             with pytest.raises(SinkUnavailable) as err:
-                await _send(cfg, "x" * 32, batch(records()[:1]))
+                await _send(target_config(tmp_path, "fanout", url), "x" * 32,
+                            batch(records()[:1]))
             assert err.value.error_num == 1401
-        finally:
-            await runner.cleanup()
 
     run(scenario())
