@@ -338,7 +338,8 @@ class Forwarder:
         # Unlinking freshly written files costs ~100 us each on ext4: do it on its own
         # thread, overlapping the next send. The ack is already recorded; a crash before
         # the unlink only means a resend that the target's dedup absorbs.
-        self._unlinker.submit(self.reader.unlink_done, chunk)
+        # Only the names are queued: a queued chunk would pin its records and payload.
+        self._unlinker.submit(self.reader.unlink, list(chunk.files_done))
         self._refresh_pending()
         s.write_if_due()
 

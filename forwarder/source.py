@@ -159,11 +159,11 @@ class SourceReader:
 
     def settle(self, chunk: Chunk) -> None:
         """The target acknowledged ``chunk``: move the cursor (unlinking is separate, see
-        ``unlink_done``, so it can run off the event loop)."""
+        ``unlink``, so it can run off the event loop)."""
         self.cursor_seq = max(self.cursor_seq, chunk.last_seq)
 
-    def unlink_done(self, chunk: Chunk) -> None:
-        for name in chunk.files_done:
+    def unlink(self, names: list[str]) -> None:
+        for name in names:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / name)
 
