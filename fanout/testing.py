@@ -53,6 +53,7 @@ class Client:
         self.token = token
         self.timeout = timeout
         self._conn: _NoDelayConnection | None = None
+        self.last_headers: dict[str, str] = {}  # of the last reply, names lower-cased
 
     def close(self) -> None:
         if self._conn is not None:
@@ -82,6 +83,7 @@ class Client:
                 self._conn.request(method, path, body=body, headers=hdrs)
                 resp = self._conn.getresponse()
                 data = resp.read()
+                self.last_headers = {k.lower(): v for k, v in resp.getheaders()}
                 break
             except (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError):
                 self.close()

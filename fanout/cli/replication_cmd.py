@@ -1,4 +1,8 @@
-"""``fanout bootstrap``, ``fanout pause`` and ``fanout resume``: targets, online."""
+"""``fanout bootstrap``, ``fanout pause`` and ``fanout resume``: targets, online.
+
+``fanout.bootstrap`` (and with it aiohttp, ~20 MB) is imported only by the commands that
+use it: every ``fanout`` command builds this parser, ``fanout distribute`` included.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from fanout.bootstrap import BootstrapError, Endpoint, copy_snapshot, local_endpoint
 from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ConfigError
 from fanout.statefile import read_json
@@ -52,6 +55,8 @@ def resume(t: TargetConfig) -> None:
 def ensure_linking(cfg: NodeConfig, name: str, timeout: float = LINK_WAIT) -> None:
     """Make the running distributor re-read its targets and wait until it links for
     ``name``: only then does every record after the snapshot reach the target's dir."""
+    from fanout.bootstrap import BootstrapError
+
     path = cfg.state_dir / "distributor.json"
     st = read_json(path) or {}
     pid = st.get("pid")
@@ -100,6 +105,8 @@ def _progress(sent: int, elapsed: float) -> None:
 
 
 def bootstrap(config: Path, name: str, replace: bool, start: bool = True) -> dict:
+    from fanout.bootstrap import Endpoint, copy_snapshot, local_endpoint
+
     cfg = load_node_config(config)
     t = target_of(cfg, name)
     if t.sink.type != "fanout":
