@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fanout.testing import Client, HTTPError, NodeProc, eventually
+from fanout.testing import Client, HTTPError, NodeProc, eventually, wait_until
 from tests.faults.netns import NetemUnavailable, NetTopology
 
 pytestmark = pytest.mark.slow
@@ -68,6 +68,12 @@ class AckedLoad:
                 stamps.add(int(head))
         return [k for k in self.acked
                 if any(k * self.points + j not in stamps for j in range(self.points))]
+
+
+def warmed_up(net: NetTopology, p: NodeProc) -> None:
+    """Every forwarder has applied something: the processes are up and shipping."""
+    wait_until(lambda: all(applied(net, p, t) > 0 for t in TARGETS), 30,
+               what="every forwarder to apply a first batch")
 
 
 def build(net: NetTopology) -> tuple[NodeProc, list[NodeProc]]:
@@ -135,7 +141,8 @@ def assert_advancing(samples: list[tuple[float, dict[str, int]]], name: str,
 def test_cut_one_target(net: NetTopology) -> None:
     p, targets = build(net)
     with AckedLoad(p) as load:
-        time.sleep(1.5)
+        warmed_up(net, p)
+        time.sleep(0.5)
         net.hosts.cut("t1")
         try:
             samples = sample_applied(net, p, ["t1", "t2", "t3"], 5.0)
@@ -152,7 +159,8 @@ def test_cut_one_target(net: NetTopology) -> None:
 def test_cut_primary(net: NetTopology) -> None:
     p, targets = build(net)
     with AckedLoad(p) as load:
-        time.sleep(1.5)
+        warmed_up(net, p)
+        time.sleep(0.5)
         before = len(load.acked)
         net.hosts.cut("p")
         try:
@@ -169,7 +177,8 @@ def test_cut_primary(net: NetTopology) -> None:
 def test_degraded_link(net: NetTopology) -> None:
     p, targets = build(net)
     with AckedLoad(p) as load:
-        time.sleep(1.5)
+        warmed_up(net, p)
+        time.sleep(0.5)
         try:
             net.hosts.netem("t1", "delay 200ms loss 5%")
         except NetemUnavailable:
