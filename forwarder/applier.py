@@ -170,11 +170,15 @@ class Forwarder:
                 self.state.set_phase(Phase.IDLE, "waiting for files")
                 self._refresh_pending()
                 self.state.write_if_due()
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(),
-                                           self.cfg.poll_interval * idle_factor)
+                # Wait only if nothing arrived since the last look, and clear the event
+                # *before* looking again: cleared after, an event landing in between
+                # was lost until the next poll (up to 10 s with adaptive polling).
+                if not self.wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(),
+                                               self.cfg.poll_interval * idle_factor)
                 woken = self.wake.is_set()
+                self.wake.clear()
                 idle_factor = (min(MAX_IDLE_POLL_FACTOR, idle_factor * 2)
                                if self.cfg.adaptive_polling and not woken else 1.0)
                 # idle: also look for stragglers from the start of the directory

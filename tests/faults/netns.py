@@ -141,10 +141,11 @@ class Hosts:
         _ip("netns", "exec", h["ns"], "tc", "qdisc", "replace", "dev", h["inner"], "root",
             "netem", *spec.split())
 
-    def shape(self, name: str, rate: str = "200kbit", burst: str = "4kb",
-              limit: str = "8kb") -> None:
+    def shape(self, name: str, rate: str = "64kbit", burst: str = "2kb",
+              limit: str = "2kb") -> None:
         """A slow, lossy link without netem: a token bucket whose small queue delays packets
-        and drops what overflows it (tail drop), on both ends."""
+        and drops what overflows it (tail drop), on both ends. The defaults give about 250 ms
+        of queueing and steady losses under the tests' load."""
         h = self.hosts[name]
         args = ["root", "tbf", "rate", rate, "burst", burst, "limit", limit]
         _tc("qdisc", "replace", "dev", h["outer"], *args)

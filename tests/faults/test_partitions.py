@@ -190,4 +190,8 @@ def test_degraded_link(net: NetTopology) -> None:
         time.sleep(1.0)
     for name in ("t2", "t3"):
         assert_advancing(samples, name)
+    # the fault bit: t1 fell behind the others, who kept pace with each other
+    last, first = samples[-1][1], samples[0][1]
+    assert last["t1"] - first["t1"] < (last["t2"] - first["t2"]) * 0.8, samples
+    assert abs(last["t2"] - last["t3"]) < 60, samples
     finish(net, p, targets, load)
