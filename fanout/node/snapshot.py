@@ -193,6 +193,8 @@ async def handle_restore(request: web.Request) -> web.Response:
         raise web.HTTPConflict(text=f"{exc}\n") from None
     except SnapshotFormatError as exc:
         fail(400, f"bad snapshot: {exc}")
+    except UnicodeDecodeError as exc:
+        fail(400, f"bad snapshot: not valid UTF-8 at byte {exc.start} of a line")
     except DiskFullError as exc:
         fail(507, f"not restored: {exc}")
     finally:
