@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv test test-quick lint demo bench-ingest clean
+.PHONY: venv test test-quick lint demo bench-ingest soak clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: venv
 
 demo: venv
 	$(BIN)/fanout demo
+
+soak: venv
+	FANOUT_SOAK_SECONDS=600 $(BIN)/python -m pytest -q tests/faults/test_soak.py
 
 bench-ingest: venv
 	$(BIN)/python bench/ingest.py

@@ -3,71 +3,16 @@ network namespace, under continuous writes."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from fanout.testing import Client, HTTPError, NodeProc, eventually, wait_until
-from tests.faults.netns import NetemUnavailable, NetTopology
+from fanout.testing import NodeProc, wait_until
+from tests.faults.netns import AckedLoad, NetemUnavailable, NetTopology, applied, finish
 
 pytestmark = pytest.mark.slow
 
 TARGETS = ("t1", "t2", "t3")
-
-
-class AckedLoad:
-    """A writer thread: request k writes ``points`` points at timestamps k*points..; failed
-    requests (timeouts, refused connections, 5xx) are retried after a pause with the same
-    body. Remembers every acknowledged k."""
-
-    def __init__(self, node: NodeProc, points: int = 10, pause: float = 0.01,
-                 timeout: float = 2.0):
-        self.node, self.points, self.pause, self.timeout = node, points, pause, timeout
-        self.acked: list[int] = []
-        self.failures = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def body(self, k: int) -> str:
-        return "".join(f"{k * self.points + j}// load{{}} {k}\n" for j in range(self.points))
-
-    def _run(self) -> None:
-        c = Client(self.node.url, self.node.tokens["ingest"], timeout=self.timeout)
-        k = 0
-        try:
-            while not self.stop.is_set():
-                try:
-                    c.update(self.body(k))
-                except (OSError, HTTPError):
-                    c.close()
-                    self.failures += 1
-                    self.stop.wait(0.2)
-                    continue
-                self.acked.append(k)
-                k += 1
-                if self.pause:
-                    self.stop.wait(self.pause)
-        finally:
-            c.close()
-
-    def __enter__(self) -> AckedLoad:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(30)
-
-    def missing(self, fetched: str) -> list[int]:
-        """Acknowledged requests with a point absent from a full fetch."""
-        stamps = set()
-        for line in fetched.splitlines():
-            head = line.lstrip("=").split("/", 1)[0]
-            if head.isdigit():
-                stamps.add(int(head))
-        return [k for k in self.acked
-                if any(k * self.points + j not in stamps for j in range(self.points))]
 
 
 def warmed_up(net: NetTopology, p: NodeProc) -> None:
@@ -83,37 +28,6 @@ def build(net: NetTopology) -> tuple[NodeProc, list[NodeProc]]:
         net.link(p, t)
     net.start()
     return p, targets
-
-
-def head_of(p: NodeProc) -> int:
-    with p.client("reader") as c:
-        return int(c.logger_state()["state"]["lastLogTick"])
-
-
-def applied(net: NetTopology, p: NodeProc, target: str) -> int:
-    return int(net.forwarder_state(p, target).get("lastAppliedTick", 0))
-
-
-def finish(net: NetTopology, p: NodeProc, targets: list[NodeProc], load: AckedLoad,
-           bases: dict[str, int] | None = None, timeout: float = 90) -> str:
-    """Converged byte for byte, every acknowledged write present, every record applied once."""
-    ref = net.wait_converged(p, targets, timeout=timeout)
-    missing = load.missing(ref)
-    assert not missing, f"{len(missing)} acknowledged writes missing, first {missing[:10]}"
-    assert load.acked, "no write was acknowledged"
-    head = head_of(p)
-    for t in targets:
-        assert net.fetch_all(t) == ref
-        base = (bases or {}).get(t.dir.name, 0)
-
-        def once(t: NodeProc = t, base: int = base) -> None:
-            st = net.node_state(t)
-            assert st["marks"] == {"p": str(head)}
-            assert st["replication"]["records"] - st["totalDuplicates"] == head - base
-            assert st["totalGaps"] == 0
-
-        eventually(once, f"{t.dir.name} applied every record once", timeout=20)
-    return ref
 
 
 def sample_applied(net: NetTopology, p: NodeProc, names: list[str], seconds: float,
