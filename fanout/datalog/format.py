@@ -177,5 +177,13 @@ def decode_frames(mv: memoryview, pos: int, path: object, verify: bool = True) -
     return out
 
 
+def frame_ok(frame: bytes) -> bool:
+    """Whether one framed record's stored CRC matches its bytes."""
+    if len(frame) < FRAME.size:
+        return False
+    _, _, crc = FRAME.unpack_from(frame, 0)
+    return zlib.crc32(memoryview(frame)[FRAME.size:], zlib.crc32(frame[:8])) == crc
+
+
 def encode_frames(records: list[Record]) -> bytes:
     return b"".join(encode_record(r) for r in records)
