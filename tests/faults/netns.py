@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -55,9 +56,10 @@ def _owner_alive(prefix: str) -> bool:
     try:
         pid = int((OWNERS / prefix).read_text())
         os.kill(pid, 0)
-    except (OSError, ValueError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
         return False
-    return True
+    return state != "Z"  # a zombie awaits only its parent's wait()
 
 
 def sweep_leftovers() -> list[str]:
@@ -67,6 +69,12 @@ def sweep_leftovers() -> list[str]:
         name = line.split()[0] if line.split() else ""
         m = _NAME.match(name)
         if m and not _owner_alive(m.group(1)):
+            # the nodes, distributors and forwarders of the crashed run: each leads a group
+            for pid in _ip("netns", "pids", name, check=False).stdout.split():
+                with contextlib.suppress(OSError, ValueError):
+                    os.killpg(int(pid), signal.SIGKILL)
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", name, check=False)
             removed.append(name)
     for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
@@ -99,7 +107,12 @@ class Hosts:
     def __init__(self) -> None:
         pid = os.getpid()
         self.prefix = self.prefix_for(pid)
-        self.subnet = f"10.213.{pid % 200 + 20}"
+        # 10.213.N from the pid; the next free N if a concurrent run holds that one
+        used = _ip("-o", "addr", "show", check=False).stdout
+        n = pid % 200 + 20
+        while f" 10.213.{n}." in used and f"{self.prefix}br" not in used:
+            n = (n - 19) % 200 + 20
+        self.subnet = f"10.213.{n}"
         self.bridge = f"{self.prefix}br"
         self.hosts: dict[str, dict[str, str]] = {}
         OWNERS.mkdir(parents=True, exist_ok=True)
