@@ -57,6 +57,7 @@ def test_soak(net: NetTopology, capsys: pytest.CaptureFixture[str]) -> None:
     bases: dict[str, int] = {}  # target -> p's mark when its current process started
     dups_before: Counter[str] = Counter()  # duplicates seen by earlier processes (lower bound)
     unexpected: list[str] = []
+    bag: list[str] = []
 
     def check_alive() -> None:
         procs = {"node p": p, "distributor": net.distributors["p"],
@@ -73,8 +74,10 @@ def test_soak(net: NetTopology, capsys: pytest.CaptureFixture[str]) -> None:
         while time.monotonic() - started < SECONDS:
             time.sleep(rnd.uniform(1, 4))
             check_alive()
-            kind = rnd.choice(["target node", "primary node", "distributor", "forwarder",
-                               "partition"])
+            if not bag:  # every kind once per round, in a random order
+                bag = ["target node", "primary node", "distributor", "forwarder", "partition"]
+                rnd.shuffle(bag)
+            kind = bag.pop()
             down = rnd.uniform(0.2, 2.0)
             if kind == "target node":
                 name = rnd.choice(TARGETS)
