@@ -22,7 +22,7 @@ from fanout.errors import ConfigError, FanoutError
 from fanout.supervise import control
 from fanout.supervise.status import gather
 from fanout.supervise.status_view import table
-from fanout.testing import Client, NodeProc, wait_until
+from fanout.testing import Client, HTTPError, NodeProc, wait_until
 
 MARKER = ".fanout-demo"
 WRITERS = 4
@@ -77,6 +77,15 @@ def _write(primary: NodeProc, i: int, until: float, counts: list[int]) -> None:
         counts[i] = n
 
 
+def _answers(n: NodeProc) -> bool:
+    try:
+        with Client(n.url, n.tokens["reader"], timeout=5) as c:
+            c.logger_state()
+        return True
+    except (OSError, HTTPError):
+        return False
+
+
 def build(root: Path) -> tuple[NodeProc, list[NodeProc]]:
     primary = NodeProc.init(root / "primary", "primary")
     replicas = [NodeProc.init(root / name, name, store) for name, store in REPLICAS]
@@ -101,6 +110,10 @@ def run_demo(directory: Path, seconds: float = 10.0) -> int:
         res = control.up(n.config)
         say(f"   {n.dir.name:10} {n.url}  supervisord pid {res.pid}"
             f"{'' if res.all_running else '  (not all programs running!)'}")
+    for n in (primary, *replicas):
+        # RUNNING means up for startsecs; on a busy machine the node may still be opening
+        # its store and port (the memory replica first re-syncs from the primary)
+        wait_until(lambda n=n: _answers(n), 120, 0.2, f"{n.dir.name} to answer")
     say(f"== writing to the primary for {seconds:.0f}s from {WRITERS} concurrent clients")
     t0 = time.time()
     counts = [0] * WRITERS

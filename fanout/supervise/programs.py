@@ -20,11 +20,17 @@ FORWARDER_PREFIX = "forwarder-"
 
 # forwarder/main.py: 3 = stopped itself by policy, lastError in its state file.
 EXIT_POLICY_STOP = 3
+EXIT_CONFIG = 78  # fanout.cli.main.EXIT_CONFIG
 
 
 @dataclass(frozen=True)
 class Program:
-    """One supervised process. ``exitcodes`` are the expected ones: not restarted."""
+    """One supervised process. ``exitcodes`` are the expected ones: not restarted.
+
+    78 (bad configuration) is among them: a quick exit 78 ends FATAL through startretries
+    anyway, but on a loaded machine a process can take longer than ``startsecs`` to find
+    its config broken; supervisord would then call it RUNNING, restart it on the
+    "unexpected" exit and reset its retries, a restart loop on a config error."""
 
     name: str
     argv: tuple[str, ...]
@@ -49,12 +55,12 @@ def fanout_argv(*args: str) -> tuple[str, ...]:
 
 def node_program(cfg: NodeConfig) -> Program:
     return Program(NODE, fanout_argv("node", "--config", str(cfg.source)), startsecs=3,
-                   exitcodes=(0,), priority=100, stopwaitsecs=30)
+                   exitcodes=(0, EXIT_CONFIG), priority=100, stopwaitsecs=30)
 
 
 def distributor_program(cfg: NodeConfig) -> Program:
     return Program(DISTRIBUTOR, fanout_argv("distribute", "--config", str(cfg.source)),
-                   startsecs=2, exitcodes=(0,), priority=200)
+                   startsecs=2, exitcodes=(0, EXIT_CONFIG), priority=200)
 
 
 def forwarder_argv(config: Path | str) -> tuple[str, ...]:
@@ -64,7 +70,8 @@ def forwarder_argv(config: Path | str) -> tuple[str, ...]:
 def forwarder_program(target_file: Path) -> Program:
     target = target_file.stem
     return Program(FORWARDER_PREFIX + target, forwarder_argv(target_file.resolve()),
-                   startsecs=2, exitcodes=(0, EXIT_POLICY_STOP), priority=300, target=target)
+                   startsecs=2, exitcodes=(0, EXIT_POLICY_STOP, EXIT_CONFIG), priority=300,
+                   target=target)
 
 
 def alerts_argv(cfg: NodeConfig, command: str | None, webhook: str | None) -> tuple[str, ...]:

@@ -83,14 +83,14 @@ def test_every_required_setting(node: tuple[Topology, Path],
         assert argv[0] == sys.executable and Path(argv[-1]).is_absolute()
         assert p.directory == str(cfg.base_dir)
     node_p = groups["node"].process_configs[0]
-    assert node_p.startsecs == 3 and node_p.exitcodes == [0]
+    assert node_p.startsecs == 3 and node_p.exitcodes == [0, 78]
     assert shlex.split(node_p.command)[1:] == ["-m", "fanout.cli.main", "node", "--config",
                                                str(config)]
     dist = groups["distributor"].process_configs[0]
-    assert dist.startsecs == 2 and dist.exitcodes == [0]
+    assert dist.startsecs == 2 and dist.exitcodes == [0, 78]
     assert "distribute" in shlex.split(dist.command)
     fwd = groups["forwarder-n2"].process_configs[0]
-    assert fwd.startsecs == 2 and fwd.exitcodes == [0, 3]  # 3: stopped by policy
+    assert fwd.startsecs == 2 and fwd.exitcodes == [0, 3, 78]  # 3: stopped by policy
     assert shlex.split(fwd.command)[1:] == [
         "-m", "forwarder.main", "--config", str(cfg.targets_dir / "n2.yaml")]
     # priorities: the listener first, forwarders last (and stopped first)
