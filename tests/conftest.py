@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fanout.testing import NodeProc
+from fanout.testing import NodeProc, Topology
 
 
 @pytest.fixture
@@ -19,6 +20,28 @@ def short_tmp() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="fo-", dir="/tmp"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def topo(short_tmp: Path) -> Iterator[Topology]:
+    """A Topology whose every process is killed at the end (short path: supervisord)."""
+    t = Topology(short_tmp)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+@pytest.fixture
+def small_fs(short_tmp: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (root only), always unmounted: a disk that fills up for real."""
+    mnt = short_tmp / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture

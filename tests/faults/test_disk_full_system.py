@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,26 +11,6 @@ import pytest
 from fanout.testing import HTTPError, Topology
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-
-
-@pytest.fixture
-def small_fs(short_tmp: Path) -> Iterator[Path]:
-    mnt = short_tmp / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-@pytest.fixture
-def topo(short_tmp: Path) -> Iterator[Topology]:
-    t = Topology(short_tmp / "topo")
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 def fill(path: Path) -> int:

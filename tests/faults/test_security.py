@@ -5,22 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from fanout.testing import HTTPError, NodeProc, Topology, fanout_cmd, forwarder_cmd, wait_until
-
-
-@pytest.fixture
-def topo(tmp_path: Path) -> Iterator[Topology]:
-    t = Topology(tmp_path)
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 def all_secrets(root: Path) -> dict[str, str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -85,15 +84,6 @@ class Supervised:
                     os.killpg(c.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def topo(short_tmp: Path) -> Iterator[Topology]:
-    t = Topology(short_tmp)
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 @pytest.fixture
