@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv test test-quick lint demo bench-ingest soak clean
+.PHONY: venv test test-quick lint demo bench bench-ingest soak clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ soak: venv
 
 bench-ingest: venv
 	$(BIN)/python bench/ingest.py
+
+# end to end: lag, isolation, catch-up and CPU per target (bench/README.md); ~8 minutes
+bench: venv
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,124 @@
+"""bench/e2e.py's topologies: nodes under their own supervisord each, as ``fanout demo``
+runs them (``fanout init`` + ``fanout target add`` + ``fanout up``), and their processes.
+
+- ``fan_out``: a primary and N targets, one forwarder per target at the primary.
+- ``chain``: primary -> A -> B -> C -> D, each hop a single target, ``log_remote_changes``
+  on every node that forwards (A, B, C), the way Warp 10 documents replication.
+
+Target files get short timeouts so that a frozen target's forwarder gives up a request
+after ``request_timeout`` and backs off at most ``retry_max``, rather than waiting 300 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import yaml
+
+from fanout.cli.demo import stop_demo
+from fanout.cli.target_cmd import add_target
+from fanout.config import load_node_config
+from fanout.supervise import control
+from fanout.supervise.paths import SupervisePaths
+from fanout.supervise.status import Health, gather
+from fanout.testing import NodeProc
+
+FORWARDER = {"connect_timeout": 2.0, "request_timeout": 5.0, "retry_min": 0.1,
+             "retry_max": 2.0}
+
+
+@dataclass
+class Cluster:
+    """Node directories under ``root``; ``up()`` starts each one's supervisord, targets
+    before sources; ``down()`` stops them all (resuming any frozen process first)."""
+
+    root: Path
+    nodes: dict[str, NodeProc] = field(default_factory=dict)
+    edges: list[tuple[str, str]] = field(default_factory=list)  # (source, target)
+    frozen: set[int] = field(default_factory=set)
+
+    def add(self, name: str, **overrides: object) -> NodeProc:
+        n = NodeProc.init(self.root / name, name, "sqlite", **overrides)
+        self.nodes[name] = n
+        return n
+
+    def link(self, src: str, dst: str) -> None:
+        s, d = self.nodes[src], self.nodes[dst]
+        path = add_target(s.config, dst, d.url, d.tokens["replicator"], None)
+        data = yaml.safe_load(path.read_text())
+        data.update(FORWARDER)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))  # keeps its mode 0600
+        self.edges.append((src, dst))
+
+    def up(self) -> None:
+        sources = {s for s, _ in self.edges}
+        for name in sorted(self.nodes, key=lambda n: (n in sources, n)):
+            res = control.up(self.nodes[name].config)
+            if not res.all_running:
+                raise RuntimeError(f"{name}: not every program is running: {res.states}")
+
+    def pids(self, name: str) -> dict[str, tuple[str, int]]:
+        """Program name -> (kind, pid) from the node's supervisord (``fanout status``)."""
+        st = gather(load_node_config(self.nodes[name].config), cpu_interval=0.0)
+        return {p.name: (p.kind, p.pid) for p in st.processes if p.pid}
+
+    def health(self) -> dict[str, str]:
+        return {name: Health(gather(load_node_config(n.config), cpu_interval=0.0).health).name
+                for name, n in self.nodes.items()}
+
+    def supervisord_pids(self) -> list[int]:
+        out = []
+        for name in self.nodes:
+            with contextlib.suppress(Exception):
+                out.append(control.running_pid(
+                    SupervisePaths.of(load_node_config(self.nodes[name].config))))
+        return [p for p in out if p]
+
+    def freeze(self, pid: int) -> None:
+        self.frozen.add(pid)
+        os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self, pid: int) -> None:
+        os.kill(pid, signal.SIGCONT)
+        self.frozen.discard(pid)
+
+    def down(self) -> None:
+        for pid in list(self.frozen):
+            with contextlib.suppress(ProcessLookupError):
+                self.thaw(pid)
+        stop_demo(self.root, quiet=True)  # primary first, then every other node
+
+
+def fan_out(root: Path, targets: int) -> Cluster:
+    c = Cluster(root)
+    c.add("primary")
+    for i in range(1, targets + 1):
+        c.add(f"t{i}")
+        c.link("primary", f"t{i}")
+    return c
+
+
+def chain(root: Path, hops: tuple[str, ...] = ("A", "B", "C", "D")) -> Cluster:
+    c = Cluster(root)
+    c.add("primary")
+    prev = "primary"
+    for i, name in enumerate(hops):
+        c.add(name, log_remote_changes=i < len(hops) - 1)
+        c.link(prev, name)
+        prev = name
+    return c
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (their own, not their children's)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
