@@ -32,7 +32,7 @@ soak: venv
 bench-ingest: venv
 	$(BIN)/python bench/ingest.py
 
-# end to end: lag, isolation, catch-up and CPU per target (bench/README.md); ~8 minutes
+# end to end: lag, isolation, catch-up and CPU per target (bench/README.md); about 6 minutes
 bench: venv
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/e2e.py

@@ -504,7 +504,10 @@ def main() -> int:
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C also when started with SIGINT ignored (a background job): nodes must not
+    # outlive the run
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     res: dict[str, Any] = {"time": stamp, "args": vars(args), "cpus": os.cpu_count(),
                            "load_average_at_start": load_avg()}
     say(f"e2e benchmark, load average at start {res['load_average_at_start']}, "
