@@ -56,7 +56,7 @@ from e2e_load import (  # noqa: E402
     wait_caught_up,
 )
 from e2e_report import cpu_table, lag_stats, lag_table, ms, plot, pyspy_summary  # noqa: E402
-from e2e_topology import Cluster, chain, cpu_seconds, fan_out  # noqa: E402
+from e2e_topology import Cluster, OtherCPU, chain, cpu_seconds, fan_out  # noqa: E402
 
 RESULTS = HERE / "results"
 ORIGIN = "primary"
@@ -192,6 +192,7 @@ def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any
         t_s0 = time.perf_counter()
         polls_s0 = sum(p.polls for p in probes.values())
         cpu0 = snapshot(kinds)
+        others = OtherCPU(cl)
         spies = []
         if args.profile:
             prim = cl.pids(ORIGIN)
@@ -204,6 +205,7 @@ def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any
         cpu1 = snapshot(kinds)
         polls_steady = sum(p.polls for p in probes.values()) - polls_s0
         load_steady = load_avg()
+        other_steady = others.pct()
         for _n, _raw, p in spies:
             p.wait(timeout=60)
         say(f"   steady {args.phase:g} s done (load average {load_steady})")
@@ -216,6 +218,7 @@ def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any
         fprobe.pause()
         mark_frozen = fprobe.mark
         t_f0 = time.perf_counter()
+        others.start()
         cl.freeze(fpid)
         time.sleep(args.phase)
         head_resume = w.head()
@@ -223,6 +226,7 @@ def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any
         cl.thaw(fpid)
         fprobe.resume()
         load_freeze = load_avg()
+        other_freeze = others.pct()
         say(f"   {frozen} frozen {t_f1 - t_f0:.1f} s (load average {load_freeze}); resumed "
             f"with {head_resume - mark_frozen:,} records behind")
 
@@ -281,6 +285,7 @@ def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any
         "phases_s": {"warm-up": rel_phase(w.t0, t_s0), "steady": rel_phase(t_s0, t_s1),
                      "freeze": rel_phase(t_f0, t_f1), "catch-up": rel_phase(t_f1, t_end)},
         "load_average": {"steady": load_steady, "freeze": load_freeze, "end": load_end},
+        "other_cpu_pct": {"steady": other_steady, "freeze": other_freeze},
         "lag": {"steady": steady, "freeze": freeze, "after_resume": after},
         "isolation_p99_ratio": isolation,
         "freeze": {"target": frozen, "start_s": run.rel(t_f0), "end_s": run.rel(t_f1)},
@@ -344,11 +349,14 @@ def run_chain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         w.start()
         time.sleep(args.warmup)
         t_s0 = time.perf_counter()
+        others = OtherCPU(cl)
         time.sleep(steady_s)
         t_s1 = time.perf_counter()
         load_steady = load_avg()
+        other_steady = others.pct()
         time.sleep(args.gap)
         t_f0 = time.perf_counter()
+        others.start()
         bpid = cl.pids("B")["node"][1]
         probes["B"].pause()
         cl.freeze(bpid)
@@ -358,6 +366,7 @@ def run_chain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         cl.thaw(bpid)
         probes["B"].resume()
         load_freeze = load_avg()
+        other_freeze = others.pct()
         say(f"   B frozen {t_f1 - t_f0:.1f} s (load average {load_freeze})")
         caught = wait_caught_up([probes[h] for h in hops], head_resume, max(60.0, args.phase))
         time.sleep(args.tail)
@@ -382,6 +391,7 @@ def run_chain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                      "B frozen": [run.rel(t_f0), run.rel(t_f1)],
                      "catch-up": [run.rel(t_f1), run.rel(t_end)]},
         "load_average": {"steady": load_steady, "freeze": load_freeze},
+        "other_cpu_pct": {"steady": other_steady, "freeze": other_freeze},
         "lag": {
             "steady": {h: lag_stats(series[h], t_s0, t_s1, run.acked_in(t_s0, t_s1))
                        for h in hops},
@@ -420,6 +430,9 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, boo
     la = fan["load_average"]
     say(f"   load average (1, 5, 15 min) at the end of steady {la['steady']}, of freeze "
         f"{la['freeze']}, at the end {la['end']}")
+    oc = fan["other_cpu_pct"]
+    say(f"   CPU used by anything but this run (other processes, kernel threads), % of a "
+        f"core: steady {oc['steady']:.0f}%, freeze {oc['freeze']:.0f}%")
     rows = [("steady", n, fan["lag"]["steady"][n]) for n in names]
     rows += [(f"freeze ({frozen} frozen)", n, fan["lag"]["freeze"][n]) for n in names]
     rows += [("after resume", n, fan["lag"]["after_resume"][n]) for n in names]
@@ -450,9 +463,11 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, boo
     ch = res.get("chain")
     if ch:
         say()
+        oc = ch["other_cpu_pct"]
         say(f"== chain report: primary -> A -> B -> C -> D, B frozen "
             f"{ch['freeze']['end_s'] - ch['freeze']['start_s']:.0f} s; load average "
-            f"{ch['load_average']}")
+            f"{ch['load_average']}; CPU of anything else: steady {oc['steady']:.0f}%, "
+            f"freeze {oc['freeze']:.0f}% of a core")
         rows = [("steady", h, ch["lag"]["steady"][h]) for h in ch["hops"]]
         rows += [("writes while B frozen", h, ch["lag"]["B frozen"][h]) for h in ch["hops"]]
         say(lag_table(rows))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,14 @@ class Cluster:
         return {name: Health(gather(load_node_config(n.config), cpu_interval=0.0).health).name
                 for name, n in self.nodes.items()}
 
+    def all_pids(self) -> list[int]:
+        """Every process of the topology: each supervisord and all it runs."""
+        out = []
+        for pid in self.supervisord_pids():
+            with contextlib.suppress(psutil.Error):
+                out += [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+        return out
+
     def supervisord_pids(self) -> list[int]:
         out = []
         for name in self.nodes:
@@ -112,6 +121,29 @@ def chain(root: Path, hops: tuple[str, ...] = ("A", "B", "C", "D")) -> Cluster:
         c.link(prev, name)
         prev = name
     return c
+
+
+class OtherCPU:
+    """CPU the machine spent on anything but this run (other processes, kernel threads)
+    between two calls, in % of one core: whether the machine was busy, as a figure."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self._pids = [*cluster.all_pids(), os.getpid()]
+        self.start()
+
+    def _now(self) -> tuple[float, float, float]:
+        t = psutil.cpu_times()  # guest time is inside user already; steal is not ours
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        return time.perf_counter(), busy, cpu_seconds(self._pids)
+
+    def start(self) -> None:
+        self._t0, self._busy0, self._ours0 = self._now()
+
+    def pct(self) -> float:
+        t1, busy1, ours1 = self._now()
+        return round(100 * max(0.0, (busy1 - self._busy0) - (ours1 - self._ours0))
+                     / max(1e-9, t1 - self._t0), 1)
 
 
 def cpu_seconds(pids: list[int]) -> float:
