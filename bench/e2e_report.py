@@ -132,10 +132,10 @@ def _panel(ax: Any, run: dict[str, Any], names: list[str] | None, log: bool,
     f = run["freeze"]
     ax.axvspan(f["start_s"], f["end_s"], color="tab:blue", alpha=0.08,
                label=f"{f['target']} frozen")
-    for name, (s, _e) in run["phases_s"].items():
+    for i, (name, (s, _e)) in enumerate(run["phases_s"].items()):
         ax.axvline(s, color="grey", lw=0.6, ls=":")
-        ax.text(s, 1.0, f" {name}", transform=ax.get_xaxis_transform(), va="top",
-                fontsize=8, color="grey")
+        ax.text(s, 1.0 - 0.06 * (i % 2), f" {name}", transform=ax.get_xaxis_transform(),
+                va="top", fontsize=8, color="grey")
     if log:
         ax.set_yscale("log")
     elif names is not None:
