@@ -74,12 +74,23 @@ def pyspy_summary(raw: Path, top: int = 8) -> dict[str, Any]:
         total += count
         self_n[frames[-1]] += count
         for f in set(frames):
-            incl[f] += count
+            if f.split(" (", 1)[0] not in _PLUMBING:
+                incl[f] += count
 
     def share(c: collections.Counter[str]) -> list[list[Any]]:
         return [[f, round(100 * k / total, 1)] for f, k in c.most_common(top)] if total else []
 
     return {"samples": total, "self": share(self_n), "inclusive": share(incl)}
+
+
+# Frames on nearly every stack (interpreter start, event loop, thread pools): left out of
+# the inclusive list so that it names the work.
+_PLUMBING = frozenset({
+    "<module>", "_run_code", "_run_module_as_main", "main", "run", "Runner.run",
+    "BaseEventLoop.run_until_complete", "BaseEventLoop.run_forever", "BaseEventLoop._run_once",
+    "Handle._run", "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run", "_worker",
+    "_WorkItem.run", "run_node", "cmd_node", "cmd_distribute", "run_distributor", "_run",
+})
 
 
 def _short(frame: str) -> str:
