@@ -5,8 +5,8 @@
   shift the schedule. Each reply's ``X-Fanout-Oseq`` is kept with the time the reply was
   read: the primary's acknowledgement as its client sees it.
 - ``Probe``: one thread per target polling ``GET /api/v0/replication/marks`` every
-  ``interval`` seconds over a raw keep-alive socket (``HTTPConn``: at 800 polls a second,
-  http.client's own CPU would be a tenth of the machine), keeping only the polls where
+  ``interval`` seconds over one keep-alive connection (``fanout.testing.Client``: its own
+  CPU, ~0.2 ms a poll, is reported with the bench's), keeping only the polls where
   ``marks[origin]`` moved: (time the reply was read, mark).
 - ``lags``: for each acknowledged oseq, the first poll whose mark covers it; lag = that
   poll's time - the ack time. A target has applied a write once its mark reaches the
@@ -21,83 +21,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import json
-import socket
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 
 from fanout.testing import Client
 
 SERIES = 10
-
-
-class HTTPConn:
-    """HTTP/1.1 over one keep-alive socket with TCP_NODELAY: request bytes out, status,
-    headers and a Content-Length body back. Enough for the node's replies, at a fraction
-    of http.client's CPU, which matters at hundreds of polls a second."""
-
-    def __init__(self, url: str, timeout: float):
-        u = urllib.parse.urlsplit(url)
-        self.addr = (u.hostname or "127.0.0.1", u.port or 80)
-        self.host = f"{self.addr[0]}:{self.addr[1]}"
-        self.timeout = timeout
-        self.sock: socket.socket | None = None
-        self._buf = b""
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self._buf = b""
-
-    def _connect(self) -> socket.socket:
-        s = socket.create_connection(self.addr, timeout=self.timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = s
-        return s
-
-    def request(self, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-        """``head``: the request line and headers, without the blank line that ends them."""
-        data = head + (b"Content-Length: %d\r\n\r\n" % len(body)) + body
-        for attempt in (1, 2):
-            s = self.sock or self._connect()
-            try:
-                s.sendall(data)
-                return self._response(s)
-            except (ConnectionError, EOFError):
-                self.close()
-                if attempt == 2:
-                    raise
-            except BaseException:
-                self.close()
-                raise
-        raise AssertionError("unreachable")
-
-    def _response(self, s: socket.socket) -> tuple[int, dict[str, str], bytes]:
-        buf = self._buf
-        while (end := buf.find(b"\r\n\r\n")) < 0:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            buf += chunk
-        lines = buf[:end].decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        size = int(headers.get("content-length", "0"))
-        buf = buf[end + 4:]
-        while len(buf) < size:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed")
-            buf += chunk
-        self._buf = buf[size:]
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, headers, buf[:size]
 
 
 def body_of(k: int, points: int) -> bytes:
@@ -222,9 +152,7 @@ class Probe:
         self.polls = 0
         self.errors = 0
         self.rtt_sum = 0.0
-        self._conn = HTTPConn(url, timeout=2.0)
-        self._head = (f"GET /api/v0/replication/marks HTTP/1.1\r\nHost: {self._conn.host}\r\n"
-                      f"X-Warp10-Token: {token}\r\n").encode()
+        self._conn = Client(url, token, timeout=2.0)
         self._stop = threading.Event()
         self._run_ok = threading.Event()
         self._run_ok.set()
@@ -256,8 +184,8 @@ class Probe:
     def poll_once(self) -> int | None:
         t_send = time.perf_counter()
         try:
-            status, _, body = self._conn.request(self._head)
-        except (OSError, EOFError, ValueError):
+            status, body = self._conn.request("GET", "/api/v0/replication/marks", check=False)
+        except (OSError, ValueError):
             self._conn.close()
             self.errors += 1
             return None
