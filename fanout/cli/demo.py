@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from fanout.cli.target_cmd import add_target
+from fanout.config import load_node_config
 from fanout.errors import ConfigError, FanoutError
 from fanout.supervise import control
 from fanout.supervise.status import gather
@@ -141,7 +142,7 @@ def run_demo(directory: Path, seconds: float = 10.0) -> int:
         f"({ref.count(chr(10)):,} lines)")
     time.sleep(1.5)  # one more state-file round, so the table shows the final lags
     say("== fanout status --config primary/fanout.yaml")
-    sys.stdout.write(table(gather(load(primary.config))))
+    sys.stdout.write(table(gather(load_node_config(primary.config))))
     rel = os.path.relpath(root) if root.is_relative_to(Path.cwd()) else str(root)
     say("== the topology keeps running. Look around:")
     say(f"   fanout status --config {rel}/primary/fanout.yaml --watch")
@@ -153,8 +154,3 @@ def run_demo(directory: Path, seconds: float = 10.0) -> int:
     say(f"   fanout demo --stop --dir {rel}")
     return 0
 
-
-def load(config: Path):  # type: ignore[no-untyped-def]
-    from fanout.config import load_node_config
-
-    return load_node_config(config)
