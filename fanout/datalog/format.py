@@ -104,6 +104,8 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     try:
         h = json.loads(header)
         via = h["via"]
+        if not isinstance(via, list):
+            raise TypeError("'via' must be a list of node ids")
         rec = Record(
             seq=h["seq"],
             origin=h["origin"],

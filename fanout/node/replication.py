@@ -11,11 +11,12 @@ import logging
 
 from aiohttp import web
 
-from fanout.datalog.format import decode_frames
+from fanout.datalog.format import Record, decode_frames
 from fanout.errors import DatalogCorruptError, GTSParseError, SelectorError
 from fanout.node.app import NODE, _commit
 from fanout.node.changes import Pending, change_of
 from fanout.node.http import authorize, fail, json_reply, read_body
+from fanout.node.validate import RecordInvalid, validate_batch
 from fanout.store.base import Update
 
 log = logging.getLogger("fanout.node.replication")
@@ -31,6 +32,7 @@ async def handle_replicate(request: web.Request) -> web.Response:
         records = decode_frames(memoryview(body), 0, "request body")
     except DatalogCorruptError as exc:
         fail(400, f"corrupt batch: {exc}")
+    _validate(records)
     me = node.config.id
     pending: list[Pending] = []
     loops = 0
@@ -60,3 +62,13 @@ async def handle_replicate(request: web.Request) -> web.Response:
     counts["received"] = len(records)
     counts["lastLogTick"] = str(node.committer.last_seq)  # type: ignore[assignment]
     return json_reply(counts)
+
+
+def _validate(records: list[Record]) -> None:
+    """The whole batch is refused (400 naming record and field) if one header is bad,
+    before any record reaches the committer and its marks."""
+    try:
+        validate_batch(records)
+    except RecordInvalid as exc:
+        log.warning("refused a replicated batch of %d records: %s", len(records), exc)
+        fail(400, f"invalid record: {exc}")
