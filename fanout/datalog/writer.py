@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fanout.datalog.format import Record, encode_frames, file_header, file_name, parse_file_name
@@ -23,6 +23,7 @@ from fanout.datalog.reader import newest_name
 from fanout.errors import DiskFullError
 
 TMP_DIR = ".tmp"
+RESTORING = ".restoring"  # suffix of a vanished prepared file being written again
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -41,6 +42,9 @@ class Prepared:
     first_seq: int
     last_seq: int
     size: int
+    # The file's bytes, kept until publication so a file that vanishes from .tmp/ after
+    # the store committed can be written again (see ``restore``).
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 class DatalogWriter:
@@ -75,12 +79,37 @@ class DatalogWriter:
             if exc.errno in _FULL:
                 raise DiskFullError(f"no space left to write datalog file {path}") from exc
             raise
-        return Prepared(name, path, first, last, len(data))
+        return Prepared(name, path, first, last, len(data), data)
 
     def publish(self, prep: Prepared) -> Path:
         """Rename into the datalog directory and make the rename durable."""
         final = self.dir / prep.name
         os.rename(prep.tmp_path, final)
+        fsync_dir(self.dir)
+        return final
+
+    def restore(self, prep: Prepared) -> Path:
+        """Publish a prepared file whose ``.tmp/`` copy vanished, from its bytes in memory.
+
+        Written under a hidden name in the datalog directory itself (readers and the
+        distributor skip names that are not datalog names), fsynced, then renamed: the
+        file appears whole or not at all, without passing through ``.tmp/`` again.
+        """
+        final = self.dir / prep.name
+        if final.exists():
+            return final
+        if not prep.data:
+            raise FileNotFoundError(errno.ENOENT, "no bytes kept to restore", str(final))
+        part = self.dir / f".{prep.name}{RESTORING}"
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(prep.data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(part, final)
         fsync_dir(self.dir)
         return final
 
@@ -103,6 +132,9 @@ class DatalogWriter:
             else:
                 os.unlink(entry.path)
                 discarded += 1
+        for entry in os.scandir(self.dir):
+            if entry.name.startswith(".") and entry.name.endswith(RESTORING):
+                os.unlink(entry.path)  # a restore cut short: its file never appeared
         if published or discarded:
             fsync_dir(self.dir)
             fsync_dir(self.tmp)

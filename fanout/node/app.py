@@ -14,7 +14,7 @@ from fanout.config import NodeConfig
 from fanout.errors import DiskFullError, GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.node.changes import Pending, delete_pending, meta_pending, update_pending
-from fanout.node.committer import Committer
+from fanout.node.committer import CommitFatal, Committer
 from fanout.node.http import authorize, decode_text, fail, int_param, json_reply, read_body
 from fanout.node.tokens import TokenTable
 from fanout.statefile import iso_now
@@ -78,6 +78,8 @@ async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
         return await node.committer.submit(pending)
     except DiskFullError as exc:
         fail(507, f"not written: {exc}")
+    except CommitFatal as exc:
+        fail(503, f"not acknowledged, the node is stopping: {exc}")
 
 
 def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:

@@ -11,6 +11,7 @@ locks; the asyncio side only queues units and awaits their futures.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -20,12 +21,26 @@ from typing import Any
 
 from fanout.datalog.format import Record
 from fanout.datalog.writer import DatalogWriter, Prepared
+from fanout.errors import DiskFullError, FanoutError
 from fanout.node.changes import Pending
 from fanout.store.base import Entry, Outcome, Store
 
 log = logging.getLogger("fanout.node.commit")
 
 MAX_GROUP_BYTES = 32 * 1024 * 1024
+# Publication errors that may heal (space freed, descriptors released) are retried this
+# long; then the node exits and restart recovery publishes the file. Others exit at once.
+PUBLISH_RETRY_SECONDS = 10.0
+PUBLISH_RETRY_INTERVAL = 0.5
+_TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.EINTR,
+                        errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+class CommitFatal(FanoutError):
+    """The commit path broke an invariant it cannot repair in place (a prepared file gone,
+    the store ahead of what the committer knows). The node must stop serving and exit
+    non-zero: its supervisor restarts it and start-up recovery reconciles store and
+    datalog, which retrying in place never would."""
 
 
 @dataclass
@@ -68,6 +83,9 @@ class Committer:
         self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="fanout-commit")
         self._task: asyncio.Task[None] | None = None
+        # Set once the commit path is broken; every later submit fails with it at once.
+        self.fatal: CommitFatal | None = None
+        self.on_fatal: Callable[[CommitFatal], None] | None = None  # the server's exit hook
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="committer")
@@ -81,11 +99,15 @@ class Committer:
 
     async def exclusive(self, action: Callable[[], Any]) -> Any:
         """Run ``action`` on the commit thread between two commits, alone."""
+        if self.fatal is not None:
+            raise self.fatal
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put(Unit([], fut, 0, action))
         return await fut
 
     async def submit(self, items: list[Pending]) -> list[Outcome]:
+        if self.fatal is not None:
+            raise self.fatal
         fut: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         size = sum(len(p.body) for p in items) + 256 * len(items)
         await self._queue.put(Unit(items, fut, size))
@@ -119,15 +141,94 @@ class Committer:
             try:
                 results = await loop.run_in_executor(self._executor, self._commit, group)
             except Exception as exc:
-                self.stats.failed_commits += 1
-                self.stats.last_error = str(exc)
-                for unit in group:
-                    if not unit.future.done():
-                        unit.future.set_exception(exc)
+                await self._after_failure(loop, group, exc)
+                if self.fatal is not None:
+                    if held is not None and not held.future.done():
+                        held.future.set_exception(self.fatal)
+                    return
                 continue
             for unit, res in zip(group, results, strict=True):
                 if not unit.future.done():
                     unit.future.set_result(res)
+
+    async def _after_failure(self, loop: asyncio.AbstractEventLoop, group: list[Unit],
+                             exc: Exception) -> None:
+        """A commit failed. If it failed before the commit point (the store rolled back),
+        each unit is committed again alone, so one bad request or batch is refused alone
+        and the others are answered as if it had not been there. A full disk fails all
+        (each would fail again); a broken invariant makes the node exit."""
+        if not await self._still_consistent(loop, exc):
+            self._die(self.fatal, group)  # type: ignore[arg-type]
+            return
+        self._note_failure(group, exc)
+        if len(group) == 1 or isinstance(exc, DiskFullError):
+            for unit in group:
+                if not unit.future.done():
+                    unit.future.set_exception(exc)
+            return
+        log.warning("a commit of %d requests failed (%s); committing each alone",
+                    len(group), exc)
+        for i, unit in enumerate(group):
+            try:
+                [result] = await loop.run_in_executor(self._executor, self._commit, [unit])
+            except Exception as one:
+                if not await self._still_consistent(loop, one):
+                    self._die(self.fatal, group[i:])  # type: ignore[arg-type]
+                    return
+                self._note_failure([unit], one)
+                if not unit.future.done():
+                    unit.future.set_exception(one)
+                continue
+            if not unit.future.done():
+                unit.future.set_result(result)
+
+    async def _still_consistent(self, loop: asyncio.AbstractEventLoop,
+                                exc: Exception) -> bool:
+        """Whether a failed commit left the store where the committer thinks it is, so
+        that committing again is safe; otherwise ``self.fatal`` says why it is not."""
+        if isinstance(exc, CommitFatal):
+            self.fatal = exc
+            return False
+        try:
+            store_seq, store_marks = await loop.run_in_executor(
+                self._executor, lambda: (self.store.last_seq(), self.store.marks()))
+        except Exception as read_exc:
+            self.fatal = CommitFatal(f"commit failed ({exc}) and the store cannot be read "
+                                     f"back ({read_exc})")
+            return False
+        if store_seq != self.last_seq or store_marks != self.marks:
+            self.fatal = CommitFatal(
+                f"commit failed after the store committed ({exc}): store at seq "
+                f"{store_seq}, committer at {self.last_seq}")
+            return False
+        return True
+
+    def _note_failure(self, group: list[Unit], exc: Exception) -> None:
+        """Count a failed commit and undo what the attempt wrote into its items."""
+        self.stats.failed_commits += 1
+        self.stats.last_error = str(exc)
+        for unit in group:
+            for p in unit.items:
+                p.seq = 0
+                if p.origin is None:
+                    p.oseq = 0  # a client write gets its oseq when it commits
+
+    def _die(self, fatal: CommitFatal, units: list[Unit]) -> None:
+        """Stop committing for good: fail the given and every queued unit (their clients
+        get an error reply, none hangs) and tell the server to exit."""
+        self.fatal = fatal
+        self.stats.last_error = str(fatal)
+        log.critical("commit path broken: %s; the node stops so that its supervisor "
+                     "restarts it and recovery runs", fatal)
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if queued is not None:
+                units.append(queued)
+        for unit in units:
+            if not unit.future.done():
+                unit.future.set_exception(fatal)
+        if self.on_fatal is not None:
+            self.on_fatal(fatal)
 
     async def _run_action(self, loop: asyncio.AbstractEventLoop, unit: Unit) -> None:
         assert unit.action is not None
@@ -186,21 +287,49 @@ class Committer:
     def _publish(self, prep: Prepared) -> None:
         """The store has committed: the file must be published before anyone is answered.
 
-        A failure here (a full directory block, say) is retried until it works; giving up
-        would leave the store ahead of the datalog. Restart recovery does the same.
+        An error that may heal (a full directory block, say) is retried for
+        PUBLISH_RETRY_SECONDS; after that, or at once for any other error, CommitFatal:
+        the node exits and restart recovery publishes the file (it is still under .tmp/).
+        A prepared file that vanished (another process in this directory) is written again
+        from memory first, since the store already holds its records.
         """
         failures = 0
+        deadline = time.monotonic() + PUBLISH_RETRY_SECONDS
         while True:
             try:
                 self.writer.publish(prep)
                 if failures:
                     log.warning("published %s after %d failed attempts", prep.name, failures)
                 return
+            except FileNotFoundError as exc:
+                if failures and (self.writer.dir / prep.name).exists():
+                    return  # an earlier attempt renamed it, then failed to sync the dir
+                self._restore_vanished(prep)
+                raise CommitFatal(
+                    f"prepared datalog file {prep.tmp_path} vanished before publication "
+                    f"({exc}): is another process using {self.writer.dir}?") from exc
             except OSError as exc:
                 failures += 1
-                if failures == 1 or failures % 60 == 0:
-                    log.error("cannot publish %s (%s); retrying", prep.name, exc)
-                time.sleep(0.5)
+                if exc.errno not in _TRANSIENT:
+                    raise CommitFatal(f"cannot publish {prep.tmp_path}: {exc}") from exc
+                if time.monotonic() > deadline:
+                    raise CommitFatal(f"cannot publish {prep.tmp_path} for "
+                                      f"{PUBLISH_RETRY_SECONDS:.0f}s: {exc}") from exc
+                if failures == 1:
+                    log.error("cannot publish %s (%s); retrying for %.0fs", prep.name, exc,
+                              PUBLISH_RETRY_SECONDS)
+                time.sleep(PUBLISH_RETRY_INTERVAL)
+
+    def _restore_vanished(self, prep: Prepared) -> None:
+        """Write a vanished prepared file again so the datalog keeps what the store
+        committed; the node exits right after either way."""
+        try:
+            path = self.writer.restore(prep)
+            log.error("prepared file %s vanished; wrote it again as %s", prep.tmp_path, path)
+        except OSError as exc:
+            log.critical("prepared file %s vanished and cannot be written again (%s): the "
+                         "store holds seqs %d..%d that the datalog lacks", prep.tmp_path, exc,
+                         prep.first_seq, prep.last_seq)
 
     def _count(self, group: list[Unit], outcomes: list[Outcome], logged: int,
                prep: Prepared | None) -> None:

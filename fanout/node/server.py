@@ -108,6 +108,7 @@ async def serve(cfg: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    node.committer.on_fatal = lambda _exc: stop.set()  # broken commit path: exit, restart
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -124,6 +125,8 @@ async def serve(cfg: NodeConfig) -> None:
         await node.committer.stop()
         node.store.close()
         write_json_atomic(state_path, node_state(node, False, "stopped"))
+    if node.committer.fatal is not None:
+        raise node.committer.fatal  # exit non-zero: the supervisor restarts, recovery runs
 
 
 async def resync_from_seed(node: Node) -> None:
