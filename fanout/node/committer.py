@@ -307,7 +307,7 @@ class Committer:
                 self._restore_vanished(prep)
                 raise CommitFatal(
                     f"prepared datalog file {prep.tmp_path} vanished before publication "
-                    f"({exc}): is another process using {self.writer.dir}?") from exc
+                    f"({exc.strerror}): is another process using {self.writer.dir}?") from exc
             except OSError as exc:
                 failures += 1
                 if exc.errno not in _TRANSIENT:
