@@ -13,7 +13,7 @@ import struct
 import zlib
 from typing import Any
 
-from fanout.datalog.format import LENGTHS, Record, encode_record
+from fanout.datalog.format import LENGTHS, MAX_HEADER, Record, encode_record
 from fanout.testing import NodeProc
 
 MAX = (1 << 63) - 1
@@ -36,6 +36,18 @@ def header(**over: Any) -> dict[str, Any]:
 
 
 UPDATE = b"1000// forged{} 1\n"
+
+
+def just_under_max_header() -> dict[str, Any]:
+    """A delete whose header fits MAX_HEADER as sent, but not once re-logged with this
+    node's id appended to ``via`` (its own forwarder would read that file as corrupt)."""
+    h = header(op="delete", params={"selector": "", "deleteall": True})
+    room = MAX_HEADER - len(json.dumps(h)) - 20
+    h["params"]["selector"] = "a" * room + "{}"
+    assert MAX_HEADER - 40 < len(json.dumps(h)) <= MAX_HEADER
+    return h
+
+
 FORGED = [  # (header, body, field the 400 must name)
     (header(origin="", oseq=MAX), UPDATE, "origin"),
     (header(origin=None, oseq=5), UPDATE, "origin"),
@@ -53,6 +65,7 @@ FORGED = [  # (header, body, field the 400 must name)
     (header(op="delete", params={"selector": "~.*{}"}), b"", "params"),
     (header(op="delete", params={"selector": "~(.*{}", "deleteall": True}), b"",
      "params.selector"),
+    (just_under_max_header(), b"", "header"),
 ]
 
 
