@@ -157,8 +157,9 @@ class Committer:
         each unit is committed again alone, so one bad request or batch is refused alone
         and the others are answered as if it had not been there. A full disk fails all
         (each would fail again); a broken invariant makes the node exit."""
-        if not await self._still_consistent(loop, exc):
-            self._die(self.fatal, group)  # type: ignore[arg-type]
+        broken = await self._broken(loop, exc)
+        if broken is not None:
+            self._die(broken, group)
             return
         self._note_failure(group, exc)
         if len(group) == 1 or isinstance(exc, DiskFullError):
@@ -172,8 +173,9 @@ class Committer:
             try:
                 [result] = await loop.run_in_executor(self._executor, self._commit, [unit])
             except Exception as one:
-                if not await self._still_consistent(loop, one):
-                    self._die(self.fatal, group[i:])  # type: ignore[arg-type]
+                broken = await self._broken(loop, one)
+                if broken is not None:
+                    self._die(broken, group[i:])
                     return
                 self._note_failure([unit], one)
                 if not unit.future.done():
@@ -182,26 +184,22 @@ class Committer:
             if not unit.future.done():
                 unit.future.set_result(result)
 
-    async def _still_consistent(self, loop: asyncio.AbstractEventLoop,
-                                exc: Exception) -> bool:
-        """Whether a failed commit left the store where the committer thinks it is, so
-        that committing again is safe; otherwise ``self.fatal`` says why it is not."""
+    async def _broken(self, loop: asyncio.AbstractEventLoop,
+                      exc: Exception) -> CommitFatal | None:
+        """None if a failed commit left the store exactly where the committer thinks it
+        is (it rolled back), so committing again is safe; else why the node must stop."""
         if isinstance(exc, CommitFatal):
-            self.fatal = exc
-            return False
+            return exc
         try:
             store_seq, store_marks = await loop.run_in_executor(
                 self._executor, lambda: (self.store.last_seq(), self.store.marks()))
         except Exception as read_exc:
-            self.fatal = CommitFatal(f"commit failed ({exc}) and the store cannot be read "
-                                     f"back ({read_exc})")
-            return False
+            return CommitFatal(f"commit failed ({exc}) and the store cannot be read back "
+                               f"({read_exc})")
         if store_seq != self.last_seq or store_marks != self.marks:
-            self.fatal = CommitFatal(
-                f"commit failed after the store committed ({exc}): store at seq "
-                f"{store_seq}, committer at {self.last_seq}")
-            return False
-        return True
+            return CommitFatal(f"commit failed after the store committed ({exc}): store at "
+                               f"seq {store_seq}, committer at {self.last_seq}")
+        return None
 
     def _note_failure(self, group: list[Unit], exc: Exception) -> None:
         """Count a failed commit and undo what the attempt wrote into its items."""
@@ -325,7 +323,7 @@ class Committer:
         committed; the node exits right after either way."""
         try:
             path = self.writer.restore(prep)
-            log.error("prepared file %s vanished; wrote it again as %s", prep.tmp_path, path)
+            log.error("prepared file %s vanished; %s holds it now", prep.tmp_path, path)
         except OSError as exc:
             log.critical("prepared file %s vanished and cannot be written again (%s): the "
                          "store holds seqs %d..%d that the datalog lacks", prep.tmp_path, exc,

@@ -187,3 +187,75 @@ def test_other_publish_errors_are_fatal_at_once(tmp_path: Path, errno_: str) -> 
     assert inner.last_seq() == 1
     inner.close()
     assert DatalogWriter(tmp_path / "datalog", "n1").recover(1) == (1, 0)
+
+
+class CommitsThenRaises(RefusingStore):
+    """The store commits, then something after the commit point raises."""
+
+    def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
+        self.calls.append(len(entries))
+        out = self.inner.apply(entries, last_seq)
+        if any(e.origin == self.bad for e in entries):
+            raise self.error
+        return out
+
+
+def test_failure_after_the_store_committed_is_fatal_not_retried(tmp_path: Path) -> None:
+    """Committing the units again would apply them twice: the node must stop instead."""
+    inner = open_store("sqlite", tmp_path / "store.sqlite", tmp_path / "state")
+    store = CommitsThenRaises(inner, "bad", RuntimeError("after the commit point"))
+    writer = DatalogWriter(tmp_path / "datalog", "n1")
+    fatal: list[CommitFatal] = []
+
+    async def run() -> list[Any]:
+        c = Committer(store, writer, "n1")  # type: ignore[arg-type]
+        c.on_fatal = fatal.append
+        c.start()
+        try:
+            return await submit_together(c, [[update_pending("1// a{} 1\n", 0, "ingest")],
+                                              [remote("bad", 1, "1// b{} 1\n")]])
+        finally:
+            await c.stop()
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, CommitFatal) for r in results), results
+    assert len(fatal) == 1 and "after the store committed" in str(fatal[0])
+    assert store.calls == [2], "nothing may be committed again"
+    inner.close()
+
+
+def test_transient_publish_errors_are_retried_then_fatal(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import fanout.node.committer as committer_mod
+
+    monkeypatch.setattr(committer_mod, "PUBLISH_RETRY_SECONDS", 1.0)
+    monkeypatch.setattr(committer_mod, "PUBLISH_RETRY_INTERVAL", 0.05)
+    failures = {"left": 3}
+
+    class Full(DatalogWriter):
+        def publish(self, prep: Prepared) -> Path:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().publish(prep)
+
+    inner = open_store("sqlite", tmp_path / "store.sqlite", tmp_path / "state")
+    writer = Full(tmp_path / "datalog", "n1")
+
+    async def run(n: int) -> Any:
+        c = Committer(inner, writer, "n1")
+        c.start()
+        try:
+            return await asyncio.wait_for(
+                c.submit([update_pending(f"{n}// a{{}} {n}\n", 0, "ingest")]), 10)
+        finally:
+            await c.stop()
+
+    assert asyncio.run(run(1)) == [Outcome("applied")]  # healed within the budget
+    assert [r.seq for _, rs in iter_dir(writer.dir) for r in rs] == [1]
+    failures["left"] = 10**6
+    with pytest.raises(CommitFatal, match="for 1s"):
+        asyncio.run(run(2))
+    inner.close()
