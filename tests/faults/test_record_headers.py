@@ -22,7 +22,18 @@ from tests.node.test_validate import frame_of, headers
 
 CTYPE = {"Content-Type": "application/x-fanout-records"}
 BODIES = st.sampled_from([b"", b"1// fz{} 1\n", b"fz{}{k=v}\n", b"x y z\n", b"\xff\n"])
+VALID_BODIES = st.sampled_from([b"", b"1// fz{} 1\n"])
 SEEN: Counter[int] = Counter()
+
+
+def in_seq_order(recs: list[tuple[dict[str, Any], bytes]]) -> list[tuple[Any, bytes]]:
+    """An honest batch: seqs increasing, and a body that fits the op."""
+    out = []
+    for i, (h, body) in enumerate(recs):
+        h = dict(h, seq=i + 1)
+        out.append((h, b"" if h["op"] == "delete" else (body if h["op"] == "update"
+                                                          else b"fz{}{k=v}\n")))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +62,9 @@ def position(node: NodeProc) -> tuple[Any, ...]:
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(recs=st.lists(st.tuples(headers(), BODIES), min_size=1, max_size=3))
+@given(recs=st.one_of(st.lists(st.tuples(headers(), BODIES), min_size=1, max_size=3),
+                     st.lists(st.tuples(headers(hostile=False), VALID_BODIES), min_size=1,
+                              max_size=3).map(in_seq_order)))
 def test_random_record_headers(node: NodeProc, recs: list[tuple[Any, bytes]]) -> None:
     before = position(node)
     body = b"".join(frame_of(h, b) for h, b in recs)

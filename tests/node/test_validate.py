@@ -236,13 +236,16 @@ BAD = {
 
 
 @st.composite
-def headers(draw: st.DrawFn) -> Any:
-    """A valid header with none, one or a few fields replaced by hostile values."""
-    if draw(st.integers(0, 30)) == 0:
-        return draw(JSON)
+def headers(draw: st.DrawFn, hostile: bool = True) -> Any:
+    """A valid header with none, one or a few fields replaced by hostile values (or, with
+    ``hostile`` False, just a valid one)."""
     op = draw(st.sampled_from(["update", "meta", "delete"]))
     h: dict[str, Any] = {k: draw(v) for k, v in GOOD_FIELDS.items()}
     h["op"], h["params"] = op, draw(GOOD_PARAMS[op])
+    if not hostile:
+        return h
+    if draw(st.integers(0, 30)) == 0:
+        return draw(JSON)
     for key in draw(st.lists(st.sampled_from(sorted(BAD)), max_size=3, unique=True)):
         h[key] = draw(BAD[key])
     if draw(st.integers(0, 20)) == 0:
