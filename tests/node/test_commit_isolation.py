@@ -52,7 +52,7 @@ def test_failing_batch_is_refused_alone_and_grouped_writes_are_kept(make_node) -
     sender.start()
     try:
         wait_until(lambda: node.log_text().count("committing each alone") >= 5, 90,
-                   what="failing batches grouped with client writes")
+                   interval=0.5, what="failing batches grouped with client writes")
     finally:
         stop.set()
         sender.join(30)
