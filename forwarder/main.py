@@ -2,7 +2,8 @@
 
 Exit codes: 0 stopped on SIGTERM/SIGINT; 3 stopped itself by policy (gave up after
 max_connect_retries, target rejected data with on_reject: stop, corrupt file), with the
-reason in the state file's lastError; 78 invalid configuration.
+reason in the state file's lastError; 75 another forwarder of this target is running
+(``fanout.instancelock``); 78 invalid configuration.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import yaml
 
+from fanout import instancelock
 from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
+from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 from fanout.statefile import write_json_atomic
 from forwarder.applier import Forwarder
-from forwarder.config import load_target_config
+from forwarder.config import TargetConfig, load_target_config
 from forwarder.sinks import make_sink
 
 log = logging.getLogger("fanout.forwarder")
@@ -29,6 +32,12 @@ log = logging.getLogger("fanout.forwarder")
 
 async def _run(config: Path) -> int:
     cfg = load_target_config(config)
+    # Before the forwarder reads its state or touches its source directory.
+    with instancelock.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
+        return await _forward(cfg)
+
+
+async def _forward(cfg: TargetConfig) -> int:
     sink = make_sink(cfg, cfg.sink.secret())
     fwd = Forwarder(cfg, sink)
     loop = asyncio.get_running_loop()
@@ -54,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Try: {exc.hint}", file=sys.stderr)
         _record_config_error(Path(args.config), exc)
         return EXIT_CONFIG
+    except InstanceLocked as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Try: {exc.hint}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         return 130
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fanout.errors import ConfigError, DatalogCorruptError, FanoutError
+from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 
 # Exit codes, one table. 78 is EX_CONFIG: systemd units list it in
 # RestartPreventExitStatus and supervisord configs in exitcodes handling, so a broken
@@ -20,8 +21,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
+# 75 is EX_TEMPFAIL: another instance holds this role's lock (fanout.instancelock).
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ConfigError, EXIT_CONFIG),
+    (InstanceLocked, EXIT_LOCKED),
     (DatalogCorruptError, EXIT_FAILURE),
     (FanoutError, EXIT_FAILURE),
 ]

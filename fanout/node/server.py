@@ -160,6 +160,10 @@ class SeedUnavailableError(FanoutError):
 
 def run_node(config_path: Path) -> None:
     from fanout.config import load_node_config
+    from fanout.instancelock import acquire
 
     cfg = load_node_config(config_path)
-    asyncio.run(serve(cfg))
+    # Before recovery touches datalog/.tmp/: a second node would take the live one's
+    # prepared file from under it.
+    with acquire(cfg.state_dir, "node"):
+        asyncio.run(serve(cfg))
