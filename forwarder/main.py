@@ -23,6 +23,7 @@ from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
 from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 from fanout.statefile import write_json_atomic
+from fanout.targetcheck import check_target_file
 from forwarder.applier import Forwarder
 from forwarder.config import TargetConfig, load_target_config
 from forwarder.sinks import make_sink
@@ -32,6 +33,8 @@ log = logging.getLogger("fanout.forwarder")
 
 async def _run(config: Path) -> int:
     cfg = load_target_config(config)
+    # a self-target, a shared endpoint, a source_dir inside datalog/: exit 78 at start
+    check_target_file(cfg.source)
     # Before the forwarder reads its state or touches its source directory.
     with instancelock.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
         return await _forward(cfg)

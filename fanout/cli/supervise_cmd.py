@@ -49,8 +49,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     from fanout.supervise.control import down
 
     res = down(Path(args.config))
+    for o in res.orphans:
+        print(f"stopped orphan {o}" + (" (killed after the timeout)" if o.pid in res.killed
+                                       else ""))
     if not res.was_running:
-        print("not running")
+        if not res.orphans:
+            print("not running")
     elif res.killed:
         print(f"stopped; killed pids that outlived the timeout: "
               f"{', '.join(map(str, res.killed))}")

@@ -3,9 +3,11 @@ one typed model, then judge the node's health.
 
 Health, and the exit code of ``fanout status``:
 
-- down (2): supervisord does not answer; the node or the distributor is not RUNNING; any
-  program is FATAL, BACKOFF, EXITED, STOPPED or UNKNOWN; a forwarder's state (written
-  by its current process) says ``running: false``.
+- down (2): a process of this node holds its instance lock without supervisord knowing
+  its pid (an orphan, e.g. after supervisord was killed with -9); supervisord does not
+  answer; the node or the distributor is not RUNNING; any program is FATAL, BACKOFF,
+  EXITED, STOPPED or UNKNOWN; a forwarder's state (written by its current process) says
+  ``running: false``.
 - degraded (1): a forwarder retries (phase ``backoff`` with a ``lastError``); a process
   restarted more than 3 times in 5 minutes (a crash loop supervisord hides behind
   RUNNING); a program is STARTING; a RUNNING process has not written its state file for
@@ -31,6 +33,8 @@ from fanout.config import NodeConfig
 from fanout.statefile import iso_now, read_json
 from fanout.supervise import restarts
 from fanout.supervise.alerts import last_error_line
+from fanout.supervise.orphans import Orphan
+from fanout.supervise.orphans import find as find_orphans
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import ALERTS, DISTRIBUTOR, FORWARDER_PREFIX, NODE, target_of
 from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
@@ -104,6 +108,8 @@ class Status:
     health: Health = Health.HEALTHY
     reasons: list[str] = field(default_factory=list)
     time: str = field(default_factory=iso_now)
+    # live holders of a role lock supervisord does not know (fanout.supervise.orphans)
+    orphans: list[Orphan] = field(default_factory=list)
 
     def process(self, name: str) -> ProcessRow | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -205,6 +211,7 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
     sampler.forget_except({i.pid for i in live})
 
     st = Status(cfg.id, str(cfg.source), str(cfg.state_dir), sv_view)
+    st.orphans = find_orphans(cfg.state_dir, {i.pid for i in live})
     st.node_state = read_json(cfg.state_dir / "node.json") or {}
     st.distributor_state = read_json(cfg.state_dir / "distributor.json") or {}
     st.node_state_age = _state_age(cfg.state_dir / "node.json", now)
@@ -289,6 +296,9 @@ def judge(st: Status, now: float | None = None) -> None:
     now = time.time() if now is None else now
     down: list[str] = []
     degraded: list[str] = []
+    for o in st.orphans:
+        down.append(f"orphan: {o} runs without supervisord knowing it; "
+                    "stop it with fanout down")
     if not st.supervisor.reachable:
         down.append(f"supervisord is not running ({st.supervisor.error or 'no answer'})")
     else:
