@@ -87,7 +87,7 @@ def check_source_dir(datalog_dir: Path, target: Target) -> None:
     a probe link(2) succeeds (a bind mount shares st_dev but still fails with EXDEV)."""
     src = target.source_dir
     problem = source_dir_problem(src, datalog_dir)  # before anything is created there
-    if problem:
+    if problem and os.path.realpath(src) != os.path.realpath(datalog_dir):  # below it
         raise _refuse(target, problem,
                       hint=f"use a directory beside it, e.g. "
                            f"{datalog_dir.parent / 'targets' / target.name}")
