@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,8 +225,11 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
             row.cpu_percent, row.uptime, row.rss_bytes = sampler.figures(info.pid)
             if row.uptime is None:
                 row.uptime = float(max(0, info.now - info.start))
-        if info.statename in ("EXITED", "FATAL", "BACKOFF"):
+        if info.statename == "EXITED":
             row.exit_status = info.exitstatus
+        elif info.statename in ("FATAL", "BACKOFF"):
+            # supervisord reports 0 for an exit before startsecs: its log has the truth
+            row.exit_status = last_exit_status(paths.logs_dir / "supervisord.log", info.name)
         st.processes.append(row)
 
     names = [p.stem for p in target_files(cfg.targets_dir)]
@@ -241,6 +245,23 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
             row.detail = _detail(paths, row, st)
     judge(st, now)
     return st
+
+
+_EXITED = re.compile(r"exited: (\S+) \(exit status (\d+);")
+
+
+def last_exit_status(log_path: Path, name: str, limit: int = 65536) -> int | None:
+    """The exit status of ``name``'s last exit as supervisord logged it ("exited: node
+    (exit status 1; not expected)"); None if the log does not say (a signal, say)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = [int(m.group(2)) for m in _EXITED.finditer(text) if m.group(1) == name]
+    return found[-1] if found else None
 
 
 def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow:
