@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fanout.cli.init_cmd import new_secret
 from fanout.instancelock import EXIT_LOCKED
-from fanout.testing import NodeProc, Topology, eventually, fanout_cmd, forwarder_cmd, wait_until
+from fanout.testing import NodeProc, Topology, fanout_cmd, forwarder_cmd, wait_until
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -151,7 +151,8 @@ def test_list_and_remove(topo: Topology) -> None:
             w.update(f"{i}// m{{}} {i}\n")
     topo.wait_converged(a, [b, c])
     fwd_b = topo.forwarders[("a", "b")]
-    eventually(lambda: _metric_targets(a) == {"b", "c"} or None, "both targets in metrics")
+    wait_until(lambda: _metric_targets(a) == {"b", "c"}, 30, interval=0.2,
+               what="both targets in metrics")
 
     res = cli("target", "list", "--config", str(a.config))
     assert res.returncode == 0, res.stderr
@@ -174,6 +175,10 @@ def test_list_and_remove(topo: Topology) -> None:
     assert (a.dir / "data" / "targets" / "c").is_dir() and c_state.exists()
     assert all(p.read_bytes() == data for p, data in others.items())
     assert topo.forwarders[("a", "c")].alive() and topo.distributors["a"].alive()
+    assert _metric_targets(a) == {"c"}
+    # a state file left by a target removed by hand (its file deleted): not reported
+    (a.state_dir / "forwarder-gone.json").write_text(
+        '{"process": "forwarder-gone", "target": "gone", "running": false}')
     assert _metric_targets(a) == {"c"}
     res = cli("target", "list", "--config", str(a.config))
     assert [r.split()[0] for r in res.stdout.splitlines()] == ["c"]
