@@ -24,23 +24,25 @@ from fanout.errors import ConfigError
 from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 from fanout.statefile import write_json_atomic
 from fanout.targetcheck import check_target_file
-from forwarder.applier import Forwarder
 from forwarder.config import TargetConfig, load_target_config
-from forwarder.sinks import make_sink
 
 log = logging.getLogger("fanout.forwarder")
 
 
-async def _run(config: Path) -> int:
+def _run(config: Path) -> int:
     cfg = load_target_config(config)
     # a self-target, a shared endpoint, a source_dir inside datalog/: exit 78 at start
     check_target_file(cfg.source)
-    # Before the forwarder reads its state or touches its source directory.
+    # Before the forwarder reads its state or touches its source directory, and before the
+    # heavy imports, so that a second start exits at once.
     with instancelock.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
-        return await _forward(cfg)
+        return asyncio.run(_forward(cfg))
 
 
 async def _forward(cfg: TargetConfig) -> int:
+    from forwarder.applier import Forwarder
+    from forwarder.sinks import make_sink
+
     sink = make_sink(cfg, cfg.sink.secret())
     fwd = Forwarder(cfg, sink)
     loop = asyncio.get_running_loop()
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        return asyncio.run(_run(Path(args.config)))
+        return _run(Path(args.config))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:

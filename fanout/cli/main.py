@@ -49,10 +49,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from fanout.node.server import run_node
+    from fanout.config import load_node_config
+    from fanout.instancelock import acquire
 
     setup_logging(args.verbose)
-    run_node(Path(args.config))
+    cfg = load_node_config(Path(args.config))
+    # the lock before the server's imports (aiohttp, the store): a second start exits at
+    # once; and before recovery touches datalog/.tmp/ (fanout.node.server.run_node)
+    with acquire(cfg.state_dir, "node"):
+        from fanout.node.server import run_locked
+
+        run_locked(cfg)
     return EXIT_OK
 
 

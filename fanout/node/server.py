@@ -183,4 +183,9 @@ def run_node(config_path: Path) -> None:
     # Before recovery touches datalog/.tmp/: a second node would take the live one's
     # prepared file from under it.
     with acquire(cfg.state_dir, "node"):
-        asyncio.run(serve(cfg))
+        run_locked(cfg)
+
+
+def run_locked(cfg: NodeConfig) -> None:
+    """Serve until SIGTERM/SIGINT; the caller holds the node's instance lock."""
+    asyncio.run(serve(cfg))
