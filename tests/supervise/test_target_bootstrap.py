@@ -4,7 +4,9 @@ byte-identical, with no 1414 and no step beyond the one command (issue 11)."""
 from __future__ import annotations
 
 import threading
+import time
 
+import psutil
 import pytest
 
 from fanout.statefile import read_json
@@ -91,3 +93,30 @@ def test_target_add_without_bootstrap_warns_with_the_fix(supervised: Supervised)
                 "--token", "t", check=True)
     assert "has history (last tick 1)" in res.stderr
     assert f"Try: fanout bootstrap --config {s.config} --target n4" in res.stderr
+
+
+def test_target_remove_under_supervisord(supervised: Supervised) -> None:
+    s = supervised
+    s.up()
+    pid = s.pids()["forwarder-n2"]
+    others = {k: v for k, v in s.pids().items() if k != "forwarder-n2"}
+    res = s.cli("target", "remove", "--name", "n2", check=True)
+    assert "forwarder-n2 stopped and removed from supervisord" in res.stdout, res.stdout
+    wait_until(lambda: not psutil.pid_exists(pid) or
+               psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30, what="n2 gone")
+    assert not (s.node.dir / "forwarders.d" / "n2.yaml").exists()
+    assert not (s.node.dir / "data" / "targets" / "n2").exists()
+    assert not list(s.state_dir.glob("forwarder-n2.*"))
+    code, st = s.status()
+    assert code == 0, st["reasons"]
+    assert "forwarder-n2" not in {p["name"] for p in st["processes"]}
+    assert st["targets"] == []
+    assert s.pids() == others  # nothing else restarted
+    assert s.cli("reload", check=True).stdout.strip() == "no change"
+    with s.node.client() as c:  # the node goes on; nothing is linked for n2 any more
+        c.update("1// after{} 1\n")
+    written = time.time()
+    state = s.state_dir / "distributor.json"
+    wait_until(lambda: state.stat().st_mtime > written + 1, 30, what="distributor went on")
+    assert not (s.node.dir / "data" / "targets" / "n2").exists()
+    assert s.process("distributor")["pid"] == others["distributor"]
