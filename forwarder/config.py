@@ -13,6 +13,7 @@ from pathlib import Path
 from fanout.config import ID_RE
 from fanout.confload import Section, check_private, read_yaml
 from fanout.errors import ConfigError
+from fanout.targetcheck import name_problem
 
 SINK_TYPES = ("fanout", "warp10")
 ON_REJECT = ("stop", "quarantine")
@@ -91,8 +92,9 @@ def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
     data = read_yaml(path)
     sec = Section(path, data)
     target = sec.string("target", required=True)
-    if not ID_RE.match(target):
-        raise sec.error("target", f"must be 1 to 64 of [A-Za-z0-9_.-] (got {target!r})")
+    problem = name_problem(target)
+    if problem:
+        raise sec.error("target", problem)
     if target != stem:
         raise sec.error("target", f"must match the file name {stem + '.yaml'!r} (got {target!r})")
     sk = sec.section("sink", required=True)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 stopped on SIGTERM/SIGINT; 3 stopped itself by policy (gave up after
 max_connect_retries, target rejected data with on_reject: stop, corrupt file), with the
-reason in the state file's lastError; 78 invalid configuration.
+reason in the state file's lastError; 75 another forwarder of this target is running
+(``fanout.instancelock``); 78 invalid configuration.
 """
 
 from __future__ import annotations
@@ -17,18 +18,31 @@ from pathlib import Path
 
 import yaml
 
+from fanout import instancelock
 from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
+from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 from fanout.statefile import write_json_atomic
-from forwarder.applier import Forwarder
-from forwarder.config import load_target_config
-from forwarder.sinks import make_sink
+from fanout.targetcheck import check_target_file
+from forwarder.config import TargetConfig, load_target_config
 
 log = logging.getLogger("fanout.forwarder")
 
 
-async def _run(config: Path) -> int:
+def _run(config: Path) -> int:
     cfg = load_target_config(config)
+    # a self-target, a shared endpoint, a source_dir inside datalog/: exit 78 at start
+    check_target_file(cfg.source)
+    # Before the forwarder reads its state or touches its source directory, and before the
+    # heavy imports, so that a second start exits at once.
+    with instancelock.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
+        return asyncio.run(_forward(cfg))
+
+
+async def _forward(cfg: TargetConfig) -> int:
+    from forwarder.applier import Forwarder
+    from forwarder.sinks import make_sink
+
     sink = make_sink(cfg, cfg.sink.secret())
     fwd = Forwarder(cfg, sink)
     loop = asyncio.get_running_loop()
@@ -47,13 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        return asyncio.run(_run(Path(args.config)))
+        return _run(Path(args.config))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:
             print(f"Try: {exc.hint}", file=sys.stderr)
         _record_config_error(Path(args.config), exc)
         return EXIT_CONFIG
+    except InstanceLocked as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Try: {exc.hint}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         return 130
 

@@ -22,6 +22,16 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def new_secret() -> str:
+    """A random secret that never starts with ``-``: ``token_urlsafe`` does one time in 64,
+    and every command line taking it as an option value (``--token -abc``) would read it
+    as an option."""
+    while True:
+        value = secrets.token_urlsafe(32)
+        if not value.startswith("-"):
+            return value
+
+
 def init_node(directory: Path, node_id: str, listen: str, store: str = "sqlite",
               force: bool = False) -> Path:
     directory = Path(directory)
@@ -47,7 +57,7 @@ def init_node(directory: Path, node_id: str, listen: str, store: str = "sqlite",
         "log_remote_changes": False,
         "tokens_file": "secrets/tokens.yaml",
     }
-    tokens = {tid: {"secret": secrets.token_urlsafe(32), "permissions": perms}
+    tokens = {tid: {"secret": new_secret(), "permissions": perms}
               for tid, perms in TOKENS.items()}
     write_private(sec / "tokens.yaml", yaml.safe_dump(tokens, sort_keys=False))
     cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))

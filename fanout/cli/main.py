@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from fanout.errors import ConfigError, DatalogCorruptError, FanoutError
+from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 
 # Exit codes, one table. 78 is EX_CONFIG: systemd units list it in
 # RestartPreventExitStatus and supervisord configs in exitcodes handling, so a broken
@@ -20,8 +21,10 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 78
+# 75 is EX_TEMPFAIL: another instance holds this role's lock (fanout.instancelock).
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ConfigError, EXIT_CONFIG),
+    (InstanceLocked, EXIT_LOCKED),
     (DatalogCorruptError, EXIT_FAILURE),
     (FanoutError, EXIT_FAILURE),
 ]
@@ -46,10 +49,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from fanout.node.server import run_node
+    from fanout.config import load_node_config
+    from fanout.instancelock import acquire
 
     setup_logging(args.verbose)
-    run_node(Path(args.config))
+    cfg = load_node_config(Path(args.config))
+    # the lock before the server's imports (aiohttp, the store): a second start exits at
+    # once; and before recovery touches datalog/.tmp/ (fanout.node.server.run_node)
+    with acquire(cfg.state_dir, "node"):
+        from fanout.node.server import run_locked
+
+        run_locked(cfg)
     return EXIT_OK
 
 
@@ -68,12 +78,71 @@ def cmd_datalog_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_target_add(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import add_target
+    from fanout.cli.target_cmd import add_target, node_history
 
     path = add_target(Path(args.config), args.name, args.endpoint, args.token,
                       Path(args.token_file) if args.token_file else None, args.sink,
                       args.source_dir, args.force)
     print(f"wrote {path}")
+    if args.bootstrap:
+        from fanout.cli.replication_cmd import bootstrap
+
+        try:
+            r = bootstrap(Path(args.config), args.name, replace=False)
+        except FanoutError as exc:
+            exc.hint = (f"{exc.hint}; then " if exc.hint else "") + \
+                f"fanout bootstrap --config {args.config} --target {args.name}"
+            print(f"{path} is written but {args.name} is not bootstrapped (paused until it "
+                  "is)", file=sys.stderr)
+            raise
+        print(f"{args.name}: bootstrapped with {r['series']} series, {r['points']} points at "
+              f"tick {r['lastLogTick']}; continuous replication resumes after it")
+        print(r["forwarder"])
+        return EXIT_OK
+    tick = node_history(Path(args.config))
+    if tick:
+        print(f"Warning: this node has history (last tick {tick}) that {args.name} does not "
+              f"have; continuous replication alone cannot bring it (its forwarder would stop "
+              f"with error 1414).\nTry: fanout bootstrap --config {args.config} --target "
+              f"{args.name}", file=sys.stderr)
+    else:
+        print(f"start its forwarder: fanout reload --config {args.config}")
+    return EXIT_OK
+
+
+def cmd_target_list(args: argparse.Namespace) -> int:
+    from fanout.cli.target_cmd import list_targets
+
+    rows = list_targets(Path(args.config))
+    if args.json:
+        import json
+
+        print(json.dumps([{"name": r.name, "file": str(r.file), "sink": r.sink,
+                           "endpoint": r.endpoint,
+                           "sourceDir": str(r.source_dir) if r.source_dir else None,
+                           "forwarderPid": r.forwarder_pid, "phase": r.phase,
+                           "error": r.error} for r in rows], indent=1))
+        return EXIT_OK
+    if not rows:
+        print("no targets")
+        return EXIT_OK
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        fwd = f"forwarder pid {r.forwarder_pid}" if r.forwarder_pid else "forwarder not running"
+        what = f"INVALID: {r.error}" if r.error else f"{r.sink} {r.endpoint}"
+        print(f"{r.name:<{width}}  {what}  ({fwd}{', ' + r.phase if r.phase else ''})")
+    return EXIT_OK
+
+
+def cmd_target_remove(args: argparse.Namespace) -> int:
+    from fanout.cli.target_cmd import remove_target
+
+    res = remove_target(Path(args.config), args.name)
+    print(res.forwarder)
+    for p in res.removed:
+        print(f"removed {p}")
+    for k in res.kept:
+        print(f"kept {k}")
     return EXIT_OK
 
 
@@ -116,12 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", required=True)
     t.add_argument("--endpoint", required=True, metavar="URL")
     g = t.add_mutually_exclusive_group(required=True)
-    g.add_argument("--token", help="the target's secret (stored in secrets/NAME.token, 0600)")
+    g.add_argument("--token", help="the target's secret (stored in secrets/NAME.token, 0600);"
+                                   " one starting with '-' must be given as --token=VALUE")
     g.add_argument("--token-file", help="a private file holding the target's secret")
     t.add_argument("--sink", choices=("fanout", "warp10"), default="fanout")
     t.add_argument("--source-dir", help="default: data/targets/NAME beside the datalog")
     t.add_argument("--force", action="store_true")
+    t.add_argument("--bootstrap", action="store_true",
+                   help="load the node's current data into the target now (fanout "
+                        "bootstrap), for a node that already has history")
     t.set_defaults(func=cmd_target_add)
+    t = tsub.add_parser("list", help="the node's targets and their forwarders")
+    t.add_argument("--config", required=True)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_target_list)
+    t = tsub.add_parser("remove", help="stop a target's forwarder, remove its file, source "
+                                       "directory and state")
+    t.add_argument("--config", required=True)
+    t.add_argument("--name", required=True)
+    t.set_defaults(func=cmd_target_remove)
 
     s = sub.add_parser("distribute", help="run the distributor in the foreground")
     s.add_argument("--config", required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"supervisord pid {res.pid}: "
           + ", ".join(f"{n} {s}" for n, s in sorted(res.states.items())))
     if not res.all_running:
-        print(f"Error: not every program is RUNNING\nTry: fanout status --config {args.config}",
-              file=sys.stderr)
+        from fanout.config import load_node_config
+        from fanout.supervise.status import gather
+
+        st = gather(load_node_config(Path(args.config)))
+        failed = [p for p in st.processes if p.state not in ("RUNNING", "STARTING")]
+        print("Error: not every program is RUNNING", file=sys.stderr)
+        for p in failed:  # the cause, from the failed program's own log
+            exit_ = f", exit {p.exit_status}" if p.exit_status is not None else ""
+            print(f"  {p.name} {p.state}{exit_}: {p.detail or 'see its log'}", file=sys.stderr)
+            print(f"    log: {st.state_dir}/logs/{p.name}.log", file=sys.stderr)
+        print(f"Try: fanout status --config {args.config}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -49,8 +59,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     from fanout.supervise.control import down
 
     res = down(Path(args.config))
+    for o in res.orphans:
+        print(f"stopped orphan {o}" + (" (killed after the timeout)" if o.pid in res.killed
+                                       else ""))
     if not res.was_running:
-        print("not running")
+        if not res.orphans:
+            print("not running")
     elif res.killed:
         print(f"stopped; killed pids that outlived the timeout: "
               f"{', '.join(map(str, res.killed))}")
@@ -103,6 +117,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         return int(st.health)
     sampler = CpuSampler()
     code = EXIT_OK
+    # "Until Ctrl-C" must hold whoever started us: a shell without job control starts a
+    # background command (`cmd &`, CI runners, nohup) with SIGINT ignored, and Python keeps
+    # an inherited SIG_IGN instead of installing its KeyboardInterrupt handler, so Ctrl-C
+    # or `kill -INT` did nothing and the loop ran on (a test waited 10 s for it in CI).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         first = True
         while True:

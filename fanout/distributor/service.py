@@ -18,7 +18,6 @@ directory is nearly empty, and it is the only way not to miss merged or dropped 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import select
@@ -30,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fanout import instancelock
 from fanout.config import NodeConfig
 from fanout.distributor import targets as targets_mod
 from fanout.distributor.audit import AuditJob
@@ -56,7 +56,8 @@ from fanout.distributor.state import (
 )
 from fanout.distributor.targets import Target, TargetSet
 from fanout.distributor.watcher import Watcher
-from fanout.errors import ConfigError, FanoutError
+from fanout.errors import ConfigError
+from fanout.instancelock import InstanceLock, InstanceLocked
 from fanout.sdnotify import Notifier
 
 log = logging.getLogger("fanout.distributor")
@@ -92,8 +93,8 @@ AUDIT_PACE = 10
 DROP_LOG_EVERY = 30.0
 
 
-class AlreadyRunning(FanoutError):
-    """Another distributor holds the lock of this node's state directory."""
+# Another distributor holds the lock of this node's state directory (fanout.instancelock).
+AlreadyRunning = InstanceLocked
 
 
 @dataclass
@@ -145,7 +146,7 @@ class Distributor:
         self._stopping = False
         self._hup = False
         self._next_state = 0.0
-        self._lock_fd: int | None = None
+        self._lock: InstanceLock | None = None
         self.notifier = Notifier()
 
     # ---------------------------------------------------------------- lifecycle
@@ -155,8 +156,8 @@ class Distributor:
         try:
             return self._run()
         finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
+            if self._lock is not None:
+                self._lock.release()
 
     def _run(self) -> int:
         self._write_state()
@@ -204,19 +205,7 @@ class Distributor:
 
     def _take_lock(self) -> None:
         """One distributor per node: two would double-count and race on removals."""
-        self.node.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.node.state_dir / "distributor.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AlreadyRunning(f"another distributor (pid {other}) is running for "
-                                 f"{self.node.source} (lock {path})") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock = instancelock.acquire(self.node.state_dir, "distributor")
 
     def _install_signals(self) -> tuple[int | None, Any]:
         """Handlers only set flags; a self-pipe wakes the select() in the main loop."""

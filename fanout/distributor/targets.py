@@ -19,6 +19,7 @@ from pathlib import Path
 from fanout.datalog import fsync_dir
 from fanout.distributor.mounts import mount_of, where
 from fanout.errors import ConfigError
+from fanout.targetcheck import source_dir_problem
 from forwarder.config import load_target_config, target_files
 
 log = logging.getLogger("fanout.distributor")
@@ -85,6 +86,11 @@ def check_source_dir(datalog_dir: Path, target: Target) -> None:
     datalog directory into it works: not the datalog directory itself, same st_dev, and
     a probe link(2) succeeds (a bind mount shares st_dev but still fails with EXDEV)."""
     src = target.source_dir
+    problem = source_dir_problem(src, datalog_dir)  # before anything is created there
+    if problem and os.path.realpath(src) != os.path.realpath(datalog_dir):  # below it
+        raise _refuse(target, problem,
+                      hint=f"use a directory beside it, e.g. "
+                           f"{datalog_dir.parent / 'targets' / target.name}")
     try:
         if not src.is_dir():
             src.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from fanout.node.http import authorize
 from fanout.statefile import read_json
+from forwarder.config import target_files
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -31,8 +32,12 @@ def _num(value: Any) -> float:
 
 
 class StateCollector(Collector):
-    def __init__(self, state_dir: Path):
+    """``targets_dir`` given: only configured targets are reported, so a removed target's
+    leftover state file cannot export ``fanout_target_up 0`` forever."""
+
+    def __init__(self, state_dir: Path, targets_dir: Path | None = None):
         self.state_dir = state_dir
+        self.targets_dir = targets_dir
 
     def _age(self, path: Path) -> float:
         try:
@@ -55,9 +60,11 @@ class StateCollector(Collector):
             age.add_metric(["distributor"], self._age(dist_path))
             yield from self._distributor(dist)
         fwd: list[dict[str, Any]] = []
+        configured = None if self.targets_dir is None else \
+            {p.stem for p in target_files(self.targets_dir)}
         for path in sorted(self.state_dir.glob("forwarder-*.json")):
             st = read_json(path)
-            if st and "target" in st:
+            if st and "target" in st and (configured is None or st["target"] in configured):
                 age.add_metric([f"forwarder-{st['target']}"], self._age(path))
                 fwd.append(st)
         yield from self._forwarders(fwd)
@@ -156,14 +163,15 @@ class StateCollector(Collector):
         yield from counters.values()
 
 
-def registry_for(state_dir: Path) -> CollectorRegistry:
+def registry_for(state_dir: Path, targets_dir: Path | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StateCollector(state_dir))
+    reg.register(StateCollector(state_dir, targets_dir))
     return reg
 
 
-def metrics_handler(state_dir: Path, tokens):  # type: ignore[no-untyped-def]
-    registry = registry_for(state_dir)
+def metrics_handler(state_dir: Path, tokens,  # type: ignore[no-untyped-def]
+                    targets_dir: Path | None = None):
+    registry = registry_for(state_dir, targets_dir)
 
     async def handle_metrics(request: web.Request) -> web.Response:
         authorize(request, tokens, "read")

@@ -97,7 +97,13 @@ async def serve(cfg: NodeConfig) -> None:
     runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # port in use, address not local: say so, not a traceback
+        await runner.cleanup()
+        await node.committer.stop()
+        node.store.close()
+        raise ListenError(cfg, exc) from None
     log.info("node %s listening on %s:%d, last seq %d", cfg.id, cfg.host, cfg.port,
              node.committer.last_seq)
     write_json_atomic(state_path, node_state(node, True, "running"))
@@ -157,12 +163,32 @@ async def resync_from_seed(node: Node) -> None:
             delay = min(delay * 2, 10.0)
 
 
+class ListenError(FanoutError):
+    """The node cannot listen on its address (in use, or not an address of this host)."""
+
+    def __init__(self, cfg: NodeConfig, exc: OSError):
+        why = exc.strerror or str(exc)
+        super().__init__(f"cannot listen on {cfg.host}:{cfg.port}: {why} "
+                         f"(listen in {cfg.source})")
+        self.hint = (f"find what uses it: ss -ltnp 'sport = :{cfg.port}'; or change listen "
+                     "in fanout.yaml")
+
+
 class SeedUnavailableError(FanoutError):
     """A memory node's bootstrap_from seed could not be read at start."""
 
 
 def run_node(config_path: Path) -> None:
     from fanout.config import load_node_config
+    from fanout.instancelock import acquire
 
     cfg = load_node_config(config_path)
+    # Before recovery touches datalog/.tmp/: a second node would take the live one's
+    # prepared file from under it.
+    with acquire(cfg.state_dir, "node"):
+        run_locked(cfg)
+
+
+def run_locked(cfg: NodeConfig) -> None:
+    """Serve until SIGTERM/SIGINT; the caller holds the node's instance lock."""
     asyncio.run(serve(cfg))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -52,6 +53,9 @@ def parse_tokens(text: str) -> dict[str, str]:
     return out
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)(: |$)")
+
+
 def last_error_line(log_path: Path, limit: int = 16384) -> str | None:
     """The last ``Error: ...`` line a fanout process printed (its config error, say)."""
     try:
@@ -62,7 +66,11 @@ def last_error_line(log_path: Path, limit: int = 16384) -> str | None:
     except OSError:
         return None
     found = [ln.strip() for ln in text.splitlines() if ln.startswith("Error: ")]
-    return found[-1][len("Error: "):] if found else None
+    if found:
+        return found[-1][len("Error: "):]
+    # no message of ours (a crash): the last line of its last traceback
+    crash = [ln.strip() for ln in text.splitlines() if _EXCEPTION_LINE.match(ln)]
+    return crash[-1] if crash else None
 
 
 @dataclass

@@ -31,11 +31,12 @@ import psutil
 from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ConfigError, FanoutError
 from fanout.node.tokens import load_tokens
-from fanout.supervise import restarts
+from fanout.supervise import orphans, restarts
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import DISTRIBUTOR
 from fanout.supervise.rpc import RPCFault, Supervisor, Unreachable
 from fanout.supervise.supervisord_conf import write_config, write_programs
+from fanout.targetcheck import check_target_file
 from forwarder.config import load_target_config, target_files
 
 START_TIMEOUT = 60.0
@@ -53,6 +54,7 @@ def load_checked(config: Path) -> NodeConfig:
     load_tokens(cfg.tokens_file)
     for path in target_files(cfg.targets_dir):
         load_target_config(path).sink.secret()
+        check_target_file(path, cfg)
     return cfg
 
 
@@ -100,6 +102,9 @@ def up(config: Path, foreground: bool = False, timeout: float = START_TIMEOUT) -
     pid = running_pid(paths)
     if pid is not None:
         return UpResult(pid, already=True)
+    found = orphans.find(cfg.state_dir)  # supervisord is not running: every holder is one
+    if found:
+        raise orphans.OrphansRunning(found, cfg.source)
     write_config(cfg)
     restarts.reset(paths.restarts)
     argv = supervisord_argv(paths, foreground)
@@ -142,6 +147,7 @@ def _wait_started(paths: SupervisePaths, timeout: float) -> tuple[int, bool, dic
 class DownResult:
     was_running: bool
     killed: list[int] = field(default_factory=list)
+    orphans: list[orphans.Orphan] = field(default_factory=list)  # stopped, without supervisord
 
 
 def _alive(pid: int) -> bool:
@@ -174,7 +180,9 @@ def down(config: Path, timeout: float = STOP_TIMEOUT) -> DownResult:
         except Unreachable:
             pid = _pidfile_pid(paths)
             if pid is None:
-                return DownResult(was_running=False)
+                found = orphans.find(cfg.state_dir)
+                killed = orphans.stop([o.pid for o in found])
+                return DownResult(was_running=False, killed=killed, orphans=found)
             # alive but not answering: a hung supervisord; its children are its own
             children = [c.pid for c in psutil.Process(pid).children()]
             with contextlib.suppress(ProcessLookupError):
@@ -193,7 +201,11 @@ def down(config: Path, timeout: float = STOP_TIMEOUT) -> DownResult:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         killed.append(pid)
-    return DownResult(was_running=True, killed=killed)
+    # anything still holding a role lock was not supervisord's (started by hand, or left
+    # by an earlier supervisord killed with -9)
+    found = orphans.find(cfg.state_dir)
+    killed += orphans.stop([o.pid for o in found])
+    return DownResult(was_running=True, killed=killed, orphans=found)
 
 
 @dataclass

@@ -3,9 +3,11 @@ one typed model, then judge the node's health.
 
 Health, and the exit code of ``fanout status``:
 
-- down (2): supervisord does not answer; the node or the distributor is not RUNNING; any
-  program is FATAL, BACKOFF, EXITED, STOPPED or UNKNOWN; a forwarder's state (written
-  by its current process) says ``running: false``.
+- down (2): a process of this node holds its instance lock without supervisord knowing
+  its pid (an orphan, e.g. after supervisord was killed with -9); supervisord does not
+  answer; the node or the distributor is not RUNNING; any program is FATAL, BACKOFF,
+  EXITED, STOPPED or UNKNOWN; a forwarder's state (written by its current process) says
+  ``running: false``.
 - degraded (1): a forwarder retries (phase ``backoff`` with a ``lastError``); a process
   restarted more than 3 times in 5 minutes (a crash loop supervisord hides behind
   RUNNING); a program is STARTING; a RUNNING process has not written its state file for
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,8 @@ from fanout.config import NodeConfig
 from fanout.statefile import iso_now, read_json
 from fanout.supervise import restarts
 from fanout.supervise.alerts import last_error_line
+from fanout.supervise.orphans import Orphan
+from fanout.supervise.orphans import find as find_orphans
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import ALERTS, DISTRIBUTOR, FORWARDER_PREFIX, NODE, target_of
 from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
@@ -104,6 +109,8 @@ class Status:
     health: Health = Health.HEALTHY
     reasons: list[str] = field(default_factory=list)
     time: str = field(default_factory=iso_now)
+    # live holders of a role lock supervisord does not know (fanout.supervise.orphans)
+    orphans: list[Orphan] = field(default_factory=list)
 
     def process(self, name: str) -> ProcessRow | None:
         return next((p for p in self.processes if p.name == name), None)
@@ -205,6 +212,7 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
     sampler.forget_except({i.pid for i in live})
 
     st = Status(cfg.id, str(cfg.source), str(cfg.state_dir), sv_view)
+    st.orphans = find_orphans(cfg.state_dir, {i.pid for i in live})
     st.node_state = read_json(cfg.state_dir / "node.json") or {}
     st.distributor_state = read_json(cfg.state_dir / "distributor.json") or {}
     st.node_state_age = _state_age(cfg.state_dir / "node.json", now)
@@ -217,8 +225,11 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
             row.cpu_percent, row.uptime, row.rss_bytes = sampler.figures(info.pid)
             if row.uptime is None:
                 row.uptime = float(max(0, info.now - info.start))
-        if info.statename in ("EXITED", "FATAL", "BACKOFF"):
+        if info.statename == "EXITED":
             row.exit_status = info.exitstatus
+        elif info.statename in ("FATAL", "BACKOFF"):
+            # supervisord reports 0 for an exit before startsecs: its log has the truth
+            row.exit_status = last_exit_status(paths.logs_dir / "supervisord.log", info.name)
         st.processes.append(row)
 
     names = [p.stem for p in target_files(cfg.targets_dir)]
@@ -234,6 +245,23 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
             row.detail = _detail(paths, row, st)
     judge(st, now)
     return st
+
+
+_EXITED = re.compile(r"exited: (\S+) \(exit status (\d+);")
+
+
+def last_exit_status(log_path: Path, name: str, limit: int = 65536) -> int | None:
+    """The exit status of ``name``'s last exit as supervisord logged it ("exited: node
+    (exit status 1; not expected)"); None if the log does not say (a signal, say)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = [int(m.group(2)) for m in _EXITED.finditer(text) if m.group(1) == name]
+    return found[-1] if found else None
 
 
 def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow:
@@ -289,6 +317,9 @@ def judge(st: Status, now: float | None = None) -> None:
     now = time.time() if now is None else now
     down: list[str] = []
     degraded: list[str] = []
+    for o in st.orphans:
+        down.append(f"orphan: {o} runs without supervisord knowing it; "
+                    "stop it with fanout down")
     if not st.supervisor.reachable:
         down.append(f"supervisord is not running ({st.supervisor.error or 'no answer'})")
     else:

@@ -82,6 +82,7 @@ def as_json(st: Status) -> dict[str, Any]:
         },
         "processes": [process_json(p) for p in st.processes],
         "targets": [target_json(t) for t in st.targets],
+        "orphans": [{"role": o.role, "pid": o.pid, "cmdline": o.cmdline} for o in st.orphans],
     }
 
 
@@ -154,6 +155,11 @@ def table(st: Status) -> str:
                        rows, right={2, 3, 4, 5, 6})
     else:
         lines.append("no process information: supervisord is not running")
+    if st.orphans:
+        lines.append("")
+        lines += _grid(["ORPHAN", "PID", "COMMAND"],
+                       [[o.role, str(o.pid), _truncate(o.cmdline, 100)] for o in st.orphans],
+                       right={1})
     if st.targets:
         lines.append("")
         trows = []
