@@ -120,6 +120,8 @@ def parse_selector(s: str) -> Selector:
     Raises SelectorError with the reason; for a bad regex it names the regex, RE2's
     message and the selector.
     """
+    if not isinstance(s, str):  # a replicated record's params come from a peer's JSON
+        raise SelectorError(f"selector must be a string, got {type(s).__name__}")
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as exc:

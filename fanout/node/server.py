@@ -17,6 +17,7 @@ from fanout.config import NodeConfig
 from fanout.datalog.writer import DatalogWriter
 from fanout.errors import FanoutError
 from fanout.node.app import Node, build_app
+from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
@@ -94,6 +95,7 @@ async def serve(cfg: NodeConfig) -> None:
     if cfg.bootstrap_from is not None:
         write_json_atomic(state_path, node_state(node, True, "bootstrapping"))
         await resync_from_seed(node)
+    quiet_bad_requests()
     runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
