@@ -19,6 +19,7 @@ def fail(status: int, message: str) -> NoReturn:
         400: web.HTTPBadRequest,
         403: web.HTTPForbidden,
         413: web.HTTPRequestEntityTooLarge,
+        503: web.HTTPServiceUnavailable,
         507: web.HTTPInsufficientStorage,
     }.get(status, web.HTTPInternalServerError)
     if cls is web.HTTPRequestEntityTooLarge:

@@ -54,6 +54,7 @@ def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
         "gapOrigins": dict(s.gap_origins),
         "failedCommits": s.failed_commits,
         "lastError": s.last_error,
+        "writes": node.writes.state(),
         "marks": {k: str(v) for k, v in c.marks.items()},
         "replication": {
             "batches": node.replication.batches,
@@ -114,6 +115,7 @@ async def serve(cfg: NodeConfig) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
+            node.writes.probe(node.committer.writer.tmp, node.committer.writer.dir)
             write_json_atomic(state_path, node_state(node, True, "running"))
             notify.watchdog()
             notify.status(f"last seq {node.committer.last_seq}, "
