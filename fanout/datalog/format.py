@@ -16,6 +16,7 @@ hex dump, and open to new fields without a new format version.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import zlib
@@ -112,7 +113,7 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     right type is DatalogCorruptError (a 400 for a replicate batch), never a KeyError or
     TypeError escaping to a 500; what the values mean is checked by the receiver."""
     try:
-        h = json.loads(header)
+        h = json.loads(header, parse_float=_finite_float, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise DatalogCorruptError(path, offset, f"bad record header: {exc}") from None
     if not isinstance(h, dict):
@@ -135,6 +136,19 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     return Record(seq=h["seq"], origin=h["origin"], oseq=h["oseq"], time=h["time"],
                   op=h["op"], token_id=h["token_id"], params=h["params"],
                   via=tuple(h["via"]), body=body, frame=frame)
+
+
+def _finite_float(text: str) -> float:
+    """JSON numbers like 1e400 parse as inf, which int() then refuses with OverflowError:
+    no header field is a float, so an out-of-range one is corruption, found here."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _json_name(value: Any) -> str:

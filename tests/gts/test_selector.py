@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fanout.errors import SelectorError
 from fanout.gts import format_selector, parse_selector, selector_matches
+from fanout.gts.encoding import encode
 from fanout.gts.model import LabelSelector, Selector
 
 from .strategies import selectors
@@ -219,3 +220,22 @@ def test_random_text_raises_only_selector_errors(text: str) -> None:
     assert parse_selector(canonical) == sel
     assert format_selector(parse_selector(canonical)) == canonical
     selector_matches(sel, "a", (("a", "b"),))
+
+
+REGEX_ALPHABET = "()[]{}*+?|.^$\\-aAb0:=!<>P,dwsSzZ"
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=REGEX_ALPHABET, max_size=30), st.text(max_size=40))
+def test_random_regexes_raise_only_selector_errors_and_match_fast(pattern: str,
+                                                                   text: str) -> None:
+    """Any regex a client sends is either refused with SelectorError (parse time) or
+    matched, in bounded time, against any name: never another exception."""
+    try:
+        sel = parse_selector(f"~{encode(pattern)}{{k~{encode(pattern)}}}")
+    except SelectorError:
+        return
+    t0 = time.perf_counter()
+    selector_matches(sel, text, (("k", text),))
+    selector_matches(sel, text * 50, (("k", text * 50),))
+    assert time.perf_counter() - t0 < 1.0
