@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import re2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from fanout.errors import SelectorError
 from fanout.gts import format_selector, parse_selector, selector_matches
 from fanout.gts.encoding import encode
 from fanout.gts.model import LabelSelector, Selector
+from fanout.gts.selector import Regex, compile_regex
 
 from .strategies import selectors
 
@@ -239,3 +241,16 @@ def test_random_regexes_raise_only_selector_errors_and_match_fast(pattern: str,
     selector_matches(sel, text, (("k", text),))
     selector_matches(sel, text * 50, (("k", text * 50),))
     assert time.perf_counter() - t0 < 1.0
+    # the fast path agrees with google-re2's public API
+    if all(not 0xD800 <= ord(c) <= 0xDFFF for c in text):  # the public API refuses those
+        public = re2.compile(pattern).fullmatch(text) is not None
+        assert compile_regex(pattern).fullmatch(text) is public
+
+
+def test_public_api_fallback_matches_the_same() -> None:
+    """If a google-re2 release renames the private names the fast path uses."""
+    fallback = Regex("web.*|é", re2.compile("web.*|é"))
+    fallback._rx = None
+    for text, want in (("web1", True), ("xweb", False), ("é", True), ("", False)):
+        assert fallback.fullmatch(text) is want
+        assert compile_regex("web.*|é").fullmatch(text) is want
