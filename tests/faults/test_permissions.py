@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -66,14 +67,21 @@ def test_permission_table(make_node, method: str, path: str) -> None:  # type: i
     assert "Traceback" not in node.log_text()
 
 
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProc]:
+    n = NodeProc.init(tmp_path_factory.mktemp("bad-token") / "n1", "n1").start_and_wait()
+    yield n
+    n.kill()
+
+
 @pytest.mark.parametrize("raw", [b"\xff" * 20, b"\xc3\x28abcdefghijklmnop", b"\x01\x02" + LEAK,
                                  "é".encode() * 10, b"\x80"])
 @pytest.mark.parametrize("path", ["/api/v0/update", f"{RESTORE}?replace=true",
                                   "/api/v0/replicate", "/metrics"])
-def test_token_with_bad_bytes_is_403(make_node, raw: bytes, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_token_with_bad_bytes_is_403(one_node: NodeProc, raw: bytes, path: str) -> None:
     """Raw header bytes (not UTF-8, control characters) go through aiohttp as surrogate
     escapes; comparing them used to raise UnicodeEncodeError: a 500 and a traceback."""
-    node: NodeProc = make_node("n1").start_and_wait()
+    node = one_node
     for header in (b"X-Warp10-Token", b"Authorization"):
         value = b"Bearer " + raw if header == b"Authorization" else raw
         method = b"GET" if path == "/metrics" else b"POST"
