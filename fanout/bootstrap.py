@@ -84,6 +84,10 @@ async def copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
             if resp.status != 200:
                 hint = " (the target is not empty: use --replace)" \
                     if resp.status == 409 else ""
+                if resp.status == 403 and replace:
+                    hint = (" (replacing a store needs the 'admin' permission: give the "
+                            "token this target's forwarder uses 'admin' in the target's "
+                            "tokens file, e.g. its 'admin' token from fanout init)")
                 raise BootstrapError(f"restore on {target.url}: HTTP {resp.status}: "
                                      f"{text.strip()[:300]}{hint}")
             return dict(json.loads(text))

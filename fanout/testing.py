@@ -305,7 +305,9 @@ class Topology:
         from fanout.cli.target_cmd import add_target
 
         name = name or dst.dir.name
-        path = add_target(src.config, name, dst.url, dst.tokens["replicator"], None)
+        # auto_resync replaces the target's store: that needs a token with 'admin' there
+        token = dst.tokens["admin" if overrides.get("auto_resync") else "replicator"]
+        path = add_target(src.config, name, dst.url, token, None)
         data = yaml.safe_load(path.read_text())
         data.setdefault("retry_min", 0.05)
         data.setdefault("retry_max", 0.5)

@@ -11,7 +11,11 @@ import yaml
 from fanout.config import ID_RE
 from fanout.errors import ConfigError
 
-TOKENS = {"ingest": ["write"], "reader": ["read"], "replicator": ["replicate"]}
+# ``admin`` adds to ``replicate`` the right to replace this node's whole store
+# (``restore?replace=true``): give it only to a forwarder that may do that (auto_resync,
+# ``fanout bootstrap --replace``); every other upstream gets ``replicator``.
+TOKENS = {"ingest": ["write"], "reader": ["read"], "replicator": ["replicate"],
+          "admin": ["replicate", "admin"]}
 
 
 def write_private(path: Path, text: str) -> None:

@@ -16,6 +16,7 @@ hex dump, and open to new fields without a new format version.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import zlib
@@ -99,30 +100,73 @@ def parse_file_name(name: str) -> tuple[int, str] | None:
     return (int(m.group(1)), m.group(2)) if m else None
 
 
+# Header fields and the JSON types they must have (bool is excluded from int below).
+_FIELD_TYPES: dict[str, type] = {
+    "seq": int, "origin": str, "oseq": int, "time": int, "op": str, "token_id": str,
+    "params": dict, "via": list,
+}
+
+
 def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
                       frame: bytes) -> Record:
+    """The record a header describes. Anything but a JSON object with every field of the
+    right type is DatalogCorruptError (a 400 for a replicate batch), never a KeyError or
+    TypeError escaping to a 500; what the values mean is checked by the receiver."""
     try:
-        h = json.loads(header)
-        via = h["via"]
-        if not isinstance(via, list):
-            raise TypeError("'via' must be a list of node ids")
-        rec = Record(
-            seq=h["seq"],
-            origin=h["origin"],
-            oseq=h["oseq"],
-            time=h["time"],
-            op=h["op"],
-            token_id=h["token_id"],
-            params=h["params"],
-            via=tuple(via),
-            body=body,
-            frame=frame,
-        )
-    except (ValueError, KeyError, TypeError) as exc:
+        h = json.loads(header, parse_float=_finite_float, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise DatalogCorruptError(path, offset, f"bad record header: {exc}") from None
-    if rec.op not in OPS or not isinstance(rec.seq, int) or not isinstance(rec.oseq, int):
-        raise DatalogCorruptError(path, offset, f"bad record header fields: {header[:200]!r}")
-    return rec
+    if not isinstance(h, dict):
+        raise DatalogCorruptError(
+            path, offset, f"bad record header: a JSON {_json_name(h)}, not an object")
+    for key, kind in _FIELD_TYPES.items():
+        if key not in h:
+            raise DatalogCorruptError(path, offset, f"bad record header: no field {key!r}")
+        value = h[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise DatalogCorruptError(
+                path, offset, f"bad record header: field {key!r} must be a JSON "
+                f"{'integer' if kind is int else _json_name(kind())}, got {_show(value)}")
+    if not all(isinstance(v, str) for v in h["via"]):
+        raise DatalogCorruptError(path, offset, "bad record header: field 'via' must be a "
+                                  f"list of node ids, got {_show(h['via'])}")
+    if h["op"] not in OPS:
+        raise DatalogCorruptError(path, offset, f"bad record header: field 'op' must be one "
+                                  f"of {', '.join(OPS)}, got {_show(h['op'])}")
+    return Record(seq=h["seq"], origin=h["origin"], oseq=h["oseq"], time=h["time"],
+                  op=h["op"], token_id=h["token_id"], params=h["params"],
+                  via=tuple(h["via"]), body=body, frame=frame)
+
+
+def _finite_float(text: str) -> float:
+    """JSON numbers like 1e400 parse as inf, which int() then refuses with OverflowError:
+    no header field is a float, so an out-of-range one is corruption, found here."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {str: "string", dict: "object", list: "array", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    """A short, printable rendering of a bad value for an error message."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def decode_records(data: bytes | memoryview, path: object = "<bytes>",

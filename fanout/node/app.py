@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,10 +12,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from fanout.config import NodeConfig
-from fanout.errors import DiskFullError, GTSParseError, SelectorError
+from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.node.changes import Pending, delete_pending, meta_pending, update_pending
 from fanout.node.committer import CommitFatal, Committer
+from fanout.node.health import WriteHealth
 from fanout.node.http import authorize, decode_text, fail, int_param, json_reply, read_body
 from fanout.node.tokens import TokenTable
 from fanout.statefile import iso_now
@@ -48,6 +50,7 @@ class Node:
     rejected: int = 0
     started: float = 0.0
     replication: ReplicationStats = field(default_factory=ReplicationStats)
+    writes: WriteHealth = field(default_factory=WriteHealth)
 
     def logger_state(self) -> dict[str, object]:
         """ArangoDB's logger-state reply shape; ticks leave the process as strings."""
@@ -75,11 +78,23 @@ async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-
 
 async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
     try:
-        return await node.committer.submit(pending)
+        outcomes = await node.committer.submit(pending)
     except DiskFullError as exc:
+        node.writes.failed(f"disk full: {exc}")
         fail(507, f"not written: {exc}")
     except CommitFatal as exc:
+        node.writes.failed(str(exc))
         fail(503, f"not acknowledged, the node is stopping: {exc}")
+    except (OSError, sqlite3.Error) as exc:  # read-only datalog or store, I/O error, ...
+        node.writes.failed(str(exc))
+        fail(503, f"not written, nothing acknowledged: the node cannot commit: {exc}; "
+                  "see the node's log and fanout status")
+    except Exception as exc:
+        if not isinstance(exc, FanoutError | web.HTTPException):
+            node.writes.failed(f"{type(exc).__name__}: {exc}")
+        raise
+    node.writes.committed()
+    return outcomes
 
 
 def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:

@@ -88,6 +88,16 @@ class StateCollector(Collector):
             ("failed_commits", "failedCommits", "Commits that failed (disk full, ...)"),
         ]:
             yield CounterMetricFamily(f"fanout_node_{name}", doc, value=_num(st.get(key)))
+        writes = st.get("writes") or {}
+        yield GaugeMetricFamily("fanout_node_failing_writes_in_row",
+                                "Write requests that failed in a row (0 after one commits)",
+                                value=_num(writes.get("failingInRow")))
+        yield CounterMetricFamily("fanout_node_failed_writes",
+                                  "Write requests not committed (disk full, read-only, I/O)",
+                                  value=_num(writes.get("totalFailed")))
+        yield GaugeMetricFamily("fanout_node_datalog_writable",
+                                "1 while the datalog directories accept new files",
+                                value=0.0 if writes.get("datalogWritable") is False else 1.0)
         yield CounterMetricFamily("fanout_node_loops", "Replicated records dropped as loops",
                                   value=_num(rep.get("loops")))
         yield CounterMetricFamily("fanout_node_replicated_records",

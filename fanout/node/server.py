@@ -17,6 +17,7 @@ from fanout.config import NodeConfig
 from fanout.datalog.writer import DatalogWriter
 from fanout.errors import FanoutError
 from fanout.node.app import Node, build_app
+from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
@@ -53,6 +54,7 @@ def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
         "gapOrigins": dict(s.gap_origins),
         "failedCommits": s.failed_commits,
         "lastError": s.last_error,
+        "writes": node.writes.state(),
         "marks": {k: str(v) for k, v in c.marks.items()},
         "replication": {
             "batches": node.replication.batches,
@@ -94,6 +96,7 @@ async def serve(cfg: NodeConfig) -> None:
     if cfg.bootstrap_from is not None:
         write_json_atomic(state_path, node_state(node, True, "bootstrapping"))
         await resync_from_seed(node)
+    quiet_bad_requests()
     runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
@@ -119,6 +122,7 @@ async def serve(cfg: NodeConfig) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
+            node.writes.probe(node.committer.writer.tmp, node.committer.writer.dir)
             write_json_atomic(state_path, node_state(node, True, "running"))
             notify.watchdog()
             notify.status(f"last seq {node.committer.last_seq}, "

@@ -178,8 +178,10 @@ async def handle_restore(request: web.Request) -> web.Response:
     """Spool the stream to disk (bounded memory), then load it in one transaction on the
     commit thread: a cut or malformed stream changes nothing."""
     node = request.app[NODE]
-    authorize(request, node.tokens, "replicate")
     replace = request.query.get("replace", "false").lower() == "true"
+    # Filling an empty store is part of initial sync (replicate); replacing a store wipes
+    # whatever it holds, so it needs a token an upstream peer does not get by default.
+    authorize(request, node.tokens, "admin" if replace else "replicate")
     spool = node.config.state_dir / f".restore-{os.getpid()}-{id(request)}.tmp"
     try:
         try:

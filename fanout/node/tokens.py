@@ -13,7 +13,9 @@ from pathlib import Path
 from fanout.confload import Section, check_private, read_yaml
 from fanout.errors import ConfigError, FanoutError
 
-PERMISSIONS = ("write", "read", "replicate")
+# ``admin`` is for the calls that destroy data wholesale (``restore?replace=true``): an
+# upstream peer holding ``replicate`` can feed this node records, not wipe it.
+PERMISSIONS = ("write", "read", "replicate", "admin")
 
 
 class AuthError(FanoutError):
@@ -38,9 +40,15 @@ class TokenTable:
         """The token id for ``secret`` if it has ``permission``; AuthError otherwise."""
         if not secret:
             raise AuthError("missing token (header X-Warp10-Token)")
+        try:
+            # aiohttp hands undecodable header bytes over as surrogate escapes (0xff ->
+            # U+DCFF); a percent-decoded path may hold lone surrogates: no secret has either
+            given = secret.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise AuthError("unknown token") from None
         found: Token | None = None
         for tok in self._tokens:  # compare against all, in constant time each
-            if hmac.compare_digest(tok.secret.encode(), secret.encode()):
+            if hmac.compare_digest(tok.secret.encode(), given):
                 found = tok
         if found is None:
             raise AuthError("unknown token")

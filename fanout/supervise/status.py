@@ -7,13 +7,14 @@ Health, and the exit code of ``fanout status``:
   its pid (an orphan, e.g. after supervisord was killed with -9); supervisord does not
   answer; the node or the distributor is not RUNNING; any program is FATAL, BACKOFF,
   EXITED, STOPPED or UNKNOWN; a forwarder's state (written by its current process) says
-  ``running: false``.
-- degraded (1): a forwarder retries (phase ``backoff`` with a ``lastError``); a process
-  restarted more than 3 times in 5 minutes (a crash loop supervisord hides behind
-  RUNNING); a program is STARTING; a RUNNING process has not written its state file for
-  ``STALE_AFTER`` seconds (alive is not the same as working); a target file has no
-  program or a program no target file (``fanout reload`` applies them); the alert
-  listener is not RUNNING.
+  ``running: false``; the node's datalog is not writable, or its last
+  ``WRITES_DOWN_AFTER`` writes or more all failed (every write fails).
+- degraded (1): the node's last write failed (fewer in a row); a forwarder retries
+  (phase ``backoff`` with a ``lastError``); a process restarted more than 3 times in 5
+  minutes (a crash loop supervisord hides behind RUNNING); a program is STARTING; a
+  RUNNING process has not written its state file for ``STALE_AFTER`` seconds (alive is
+  not the same as working); a target file has no program or a program no target file
+  (``fanout reload`` applies them); the alert listener is not RUNNING.
 - healthy (0) otherwise.
 """
 
@@ -42,6 +43,7 @@ from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
 from forwarder.config import target_files
 
 STALE_AFTER = 15.0  # seconds without a state file write from a RUNNING process
+WRITES_DOWN_AFTER = 5  # failed writes in a row that make the node count as down
 DOWN_STATES = ("FATAL", "BACKOFF", "EXITED", "STOPPED", "UNKNOWN")
 
 
@@ -348,10 +350,34 @@ def judge(st: Status, now: float | None = None) -> None:
             degraded.append(f"{row.name} restarted {row.restarts_5m} times in "
                             f"{restarts.WINDOW / 60:.0f} minutes (crash loop)")
     if st.supervisor.reachable:
+        _judge_writes(st, down, degraded)
         _judge_targets(st, down, degraded)
         _judge_stale(st, degraded)
     st.reasons = down + degraded
     st.health = Health.DOWN if down else Health.DEGRADED if degraded else Health.HEALTHY
+
+
+def _judge_writes(st: Status, down: list[str], degraded: list[str]) -> None:
+    """A node that serves reads and its state file while every write fails is not
+    healthy: its state file's ``writes`` says so (failures in a row, datalog probe)."""
+    row = st.process(NODE)
+    if row is None or row.state != "RUNNING" or row.uptime is None:
+        return
+    age = st.node_state_age
+    if age is None or age > row.uptime:
+        return  # written by an earlier process: says nothing about this one
+    w = st.node_state.get("writes")
+    if not isinstance(w, dict):
+        return
+    n = _int(w.get("failingInRow")) or 0
+    err = w.get("lastError")
+    last = err.get("errorMessage") if isinstance(err, dict) else None
+    failing = f"the last {n} write(s) failed: {last}" if n else None
+    if w.get("datalogWritable") is False:
+        down.append(f"node: every write fails: {w.get('datalogError')}"
+                    + (f" ({failing})" if failing else ""))
+    elif failing:
+        (down if n >= WRITES_DOWN_AFTER else degraded).append(f"node: {failing}")
 
 
 def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:

@@ -67,7 +67,7 @@ def test_no_secret_leaves_secrets_dir(topo: Topology) -> None:
     for p in [*topo.forwarders.values(), *topo.distributors.values(), *topo.nodes.values()]:
         p.stop()  # flush logs and final state files
     secrets = all_secrets(topo.root)
-    assert len(secrets) == 3 * 3  # the two *.token files hold b's and c's secrets
+    assert len(secrets) == 3 * 4  # the two *.token files hold b's and c's secrets
     assert len(list(topo.root.rglob("*.token"))) == 2
     checked = 0
     kinds: set[str] = set()
@@ -88,11 +88,14 @@ def test_replication_endpoints_need_replicate_permission(make_node, token: str) 
     node.client("ingest").update("1// a{} 1\n")
     c = node.client(token)
     tick = node.client("replicator").logger_state()["state"]["lastLogTick"]
-    for method, path in (("POST", "/api/v0/replicate"), ("GET", "/api/v0/replication/snapshot"),
-                         ("POST", "/api/v0/replication/restore?replace=true")):
+    for method, path, needed in (
+            ("POST", "/api/v0/replicate", b"'replicate'"),
+            ("GET", "/api/v0/replication/snapshot", b"'replicate'"),
+            ("POST", "/api/v0/replication/restore", b"'replicate'"),
+            ("POST", "/api/v0/replication/restore?replace=true", b"'admin'")):
         status, body = c.request(method, path, b"" if method == "POST" else None, check=False)
         assert status == 403, (path, status, body)
-        assert b"replicate" in body and node.tokens[token].encode() not in body
+        assert needed in body and node.tokens[token].encode() not in body
     assert node.client("replicator").logger_state()["state"]["lastLogTick"] == tick
     assert node.client("reader").fetch("a{}") == "1// a{} 1\n"
 
