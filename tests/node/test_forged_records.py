@@ -106,7 +106,9 @@ def test_forged_records_are_refused_and_change_nothing(make_node) -> None:  # ty
     for i, (hdr, body, field) in enumerate(FORGED):
         status, text = post(node, raw_frame(hdr, body))
         assert status == 400, (hdr, status, text)
-        assert f"field '{field}'" in text and "record seq" in text, (hdr, text)
+        # a field of the wrong JSON type is refused while decoding the frame, a bad value
+        # by the validator (which also names the record); either way the field is named
+        assert f"field '{field}'" in text, (hdr, text)
         # the same forged record after a good one: the whole batch is refused
         hdr2 = hdr if field == "seq" else dict(hdr, seq=2)
         status, text = post(node, good + raw_frame(hdr2, body))
