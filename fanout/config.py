@@ -30,6 +30,7 @@ class Limits:
     max_concurrent_requests: int = 256  # above: 503 + Retry-After
     max_inflight_body_bytes: int = 256 * 1024 * 1024  # bodies being read, all requests
     max_concurrent_parses: int = 2  # big bodies (over 256 KiB) parsed at once
+    max_concurrent_fetches: int = 16  # fetches holding a store reader; others wait
     max_points_per_request: int = 1_000_000
     max_record_bytes: int = DEFAULT_MAX_RECORD  # canonical body of one logged write
     max_restore_bytes: int = 4 << 30
@@ -171,6 +172,8 @@ def _limits(sec: Section, record_default: int) -> Limits:
                                           d.max_inflight_body_bytes, minimum=1024),
         max_concurrent_parses=b.integer("max_concurrent_parses", d.max_concurrent_parses,
                                         minimum=1),
+        max_concurrent_fetches=b.integer("max_concurrent_fetches", d.max_concurrent_fetches,
+                                         minimum=1),
         max_points_per_request=b.integer("max_points_per_request", d.max_points_per_request,
                                          minimum=1),
         max_record_bytes=b.integer("max_record_bytes", d.max_record_bytes, minimum=1024),

@@ -209,7 +209,19 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         else:
             fail(400, "'timespan' must not be 0")
     showattr = request.query.get("showattr", "false").lower() == "true"
-    lines: Iterator[str] = node.store.fetch(selector, start, end, last=last, showattr=showattr)
+    # Each running fetch holds a store reader (and, in SQLite, file descriptors that stay
+    # open while any other reader is): at most max_concurrent_fetches at once; the others
+    # wait their turn. The slot is given back only once the reader is closed.
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        await guard.fetches.acquire()
+    try:
+        lines: Iterator[str] = node.store.fetch(selector, start, end, last=last,
+                                                showattr=showattr)
+    except BaseException:
+        if guard is not None:
+            guard.fetches.release()
+        raise
     lock = threading.Lock()
     loop = asyncio.get_running_loop()
     try:
@@ -226,7 +238,9 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         # A client gone mid-reply must not leave the store's reader (a connection, a
         # cursor, a read transaction) open until garbage collection: close it now, on a
         # worker thread, after any _take still running there (the lock orders them).
-        loop.run_in_executor(None, _close, lines, lock)
+        closing = loop.run_in_executor(None, _close, lines, lock)
+        if guard is not None:
+            closing.add_done_callback(lambda _: guard.fetches.release())
 
 
 def _take(lines: Iterator[str], n: int, lock: threading.Lock) -> str:
@@ -277,7 +291,7 @@ def build_app(node: Node) -> web.Application:
 
     lim = node.config.limits
     guard = Guard(lim.max_concurrent_requests, lim.max_inflight_body_bytes,
-                  lim.max_concurrent_parses)
+                  lim.max_concurrent_parses, lim.max_concurrent_fetches)
     app = web.Application(client_max_size=node.config.max_body_size,
                           middlewares=[count_requests, guard.middleware()])
     app[NODE] = node

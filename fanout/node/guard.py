@@ -27,12 +27,14 @@ def busy(message: str) -> web.HTTPServiceUnavailable:
 class Guard:
     """Counters shared by the middleware and the body reader (event loop only)."""
 
-    def __init__(self, max_requests: int, max_body_bytes: int, max_parses: int):
+    def __init__(self, max_requests: int, max_body_bytes: int, max_parses: int,
+                 max_fetches: int = 16):
         self.max_requests = max_requests
         self.max_body_bytes = max_body_bytes
         self.requests = 0
         self.body_bytes = 0
         self.parses = asyncio.Semaphore(max_parses)
+        self.fetches = asyncio.Semaphore(max_fetches)
         self.refused = 0
 
     def take_body(self, n: int) -> None:

