@@ -3,7 +3,7 @@ carry for ever is refused at the door when one of its fields is absurdly large.
 
 Checked after parsing (the parser is the hot path and stays limit-free); a reading's
 series is checked once per run of readings sharing it, so the cost is one identity test
-per reading. Errors name the 1-based line of the body and the field.
+per reading. Errors name the 1-based line of the body, the field and the limit's key.
 """
 
 from __future__ import annotations
@@ -24,31 +24,38 @@ class FieldLimits:
     max_string_value_length: int = 1 << 20
 
 
-def _line_of(text: str, needle: str) -> int:
-    """The line where ``needle`` first appears (only computed for an error)."""
-    pos = text.find(needle[:4096]) if needle else -1
-    return text.count("\n", 0, pos) + 1 if pos >= 0 else 0
+def _line_of(text: str, index: int) -> int:
+    """The 1-based line of the ``index``-th (0-based) reading or meta line: every line but
+    blanks and ``#`` comments yields one (only computed for an error)."""
+    seen = -1
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        s = raw.strip(" \t\r")
+        if s and s[0] != "#":
+            seen += 1
+            if seen == index:
+                return lineno
+    return 0
 
 
 def _series_problem(cls: str, labels: Labels, lim: FieldLimits,
-                    what: str = "label") -> tuple[str, str] | None:
+                    what: str = "label") -> str | None:
     if len(cls) > lim.max_class_length:
-        return cls, f"class name of {len(cls)} characters is over max_class_length " \
-                    f"({lim.max_class_length})"
+        return (f"class name of {len(cls)} characters is over max_class_length "
+                f"({lim.max_class_length})")
     if len(labels) > lim.max_labels:
-        return cls, f"{len(labels)} {what}s are over max_labels ({lim.max_labels})"
+        return f"{len(labels)} {what}s are over max_labels ({lim.max_labels})"
     for k, v in labels:
         if len(k) > lim.max_label_name_length:
-            return k, f"{what} name of {len(k)} characters is over max_label_name_length " \
-                      f"({lim.max_label_name_length})"
+            return (f"{what} name of {len(k)} characters is over max_label_name_length "
+                    f"({lim.max_label_name_length})")
         if len(v) > lim.max_label_value_length:
-            return v, f"{what} {k[:40]!r} value of {len(v)} characters is over " \
-                      f"max_label_value_length ({lim.max_label_value_length})"
+            return (f"{what} {k[:40]!r} value of {len(v)} characters is over "
+                    f"max_label_value_length ({lim.max_label_value_length})")
     return None
 
 
-def _fail(text: str, needle: str, reason: str) -> GTSParseError:
-    return GTSParseError(_line_of(text, needle), reason)
+def _fail(text: str, index: int, reason: str) -> GTSParseError:
+    return GTSParseError(_line_of(text, index), reason)
 
 
 def check_readings(text: str, readings: Sequence[Reading], lim: FieldLimits) -> None:
@@ -56,24 +63,24 @@ def check_readings(text: str, readings: Sequence[Reading], lim: FieldLimits) -> 
     last_cls: object = None
     last_labels: object = None
     max_str = lim.max_string_value_length
-    for r in readings:
+    for i, r in enumerate(readings):
         if r.cls is not last_cls or r.labels is not last_labels:
             bad = _series_problem(r.cls, r.labels, lim)
             if bad is not None:
-                raise _fail(text, *bad)
+                raise _fail(text, i, bad)
             last_cls, last_labels = r.cls, r.labels
         v = r.value
         if type(v) is str and len(v) > max_str:
-            raise _fail(text, v, f"string value of {len(v)} characters is over "
+            raise _fail(text, i, f"string value of {len(v)} characters is over "
                                  f"max_string_value_length ({max_str})")
 
 
 def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:
-    for m in lines:
+    for i, m in enumerate(lines):
         bad = _series_problem(m.cls, m.labels, lim) or _series_problem(
             "", m.attrs, lim, "attribute")
         if bad is not None:
-            raise _fail(text, *bad)
+            raise _fail(text, i, bad)
 
 
 class RequestTooLargeError(ValueError):
