@@ -162,6 +162,56 @@ def test_slow_loris_headers_closed_within_idle_timeout(tmp_path: Path) -> None:
         assert n.client().update("1// loris.ok{} 1\n") == 200
 
 
+def _start_slow_body(n: NodeProc) -> socket.socket:
+    """A write whose headers are complete but whose body never finishes."""
+    s = socket.create_connection(("127.0.0.1", n.port), timeout=30)
+    s.sendall(("POST /api/v0/update HTTP/1.1\r\nHost: x\r\n"
+               f"X-Warp10-Token: {n.tokens['ingest']}\r\nContent-Length: 1000\r\n\r\n"
+               "1// slow{} 1\n").encode())
+    return s
+
+
+def _reply_of(s: socket.socket) -> bytes:
+    out = b""
+    while b"\r\n\r\n" not in out and (chunk := s.recv(65536)):
+        out += chunk
+    return out
+
+
+def test_concurrency_cap_answers_503_with_retry_after(tmp_path: Path) -> None:
+    with running(tmp_path, limits={"max_concurrent_requests": 2}) as n:
+        slow = [_start_slow_body(n), _start_slow_body(n)]
+        c = n.client()
+        try:
+            # both slots are held by bodies that never finish: the next request is told
+            # at once to come back later
+            def busy() -> bool:
+                return c.request("POST", "/api/v0/update", b"1// x{} 1\n",
+                                 check=False)[0] == 503
+            wait_until(busy, 30, what="503 while both slots are held")
+            assert c.last_headers.get("retry-after") == "1"
+        finally:
+            for s in slow:
+                s.close()
+        wait_until(lambda: c.request("POST", "/api/v0/update", b"1// after{} 1\n",
+                                     check=False)[0] == 200, 30, what="slots given back")
+        assert "slow{}" not in n.client("reader").fetch("~.*{}")
+
+
+def test_stalled_body_gets_408_within_body_timeout(tmp_path: Path) -> None:
+    with running(tmp_path, limits={"body_timeout": 2.0}) as n:
+        t0 = time.monotonic()
+        s = _start_slow_body(n)
+        try:
+            reply = _reply_of(s)
+        finally:
+            s.close()
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert time.monotonic() - t0 < 20
+        assert n.client().update("1// after{} 1\n") == 200
+        assert "slow{}" not in n.client("reader").fetch("~.*{}")
+
+
 # -- no work for strangers -----------------------------------------------------------------
 
 def test_gzip_bomb_without_token_costs_no_cpu(tmp_path: Path, bomb: bytes) -> None:
