@@ -29,9 +29,9 @@ class Limits:
     body_timeout: float = 120.0  # a request body must be read (and inflated) by then
     max_concurrent_requests: int = 256  # above: 503 + Retry-After
     max_inflight_body_bytes: int = 256 * 1024 * 1024  # bodies being read, all requests
-    max_concurrent_parses: int = 2  # big bodies (over 256 KiB) parsed at once
+    max_concurrent_parses: int = 1  # big bodies (over 256 KiB) parsed at once (GIL-bound)
     max_concurrent_fetches: int = 16  # fetches holding a store reader; others wait
-    max_points_per_request: int = 1_000_000
+    max_points_per_request: int = 500_000
     max_record_bytes: int = DEFAULT_MAX_RECORD  # canonical body of one logged write
     max_restore_bytes: int = 4 << 30
     fd_reserve: int = 64  # refuse new connections this close to RLIMIT_NOFILE

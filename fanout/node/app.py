@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -89,17 +90,22 @@ def request_limits(cfg: NodeConfig) -> RequestLimits:
         lim.max_points_per_request, lim.max_record_bytes)
 
 
-async def _parse(body: bytes, fn, *args, guard: Guard | None = None) -> Pending:  # type: ignore[no-untyped-def]
-    """Run a parser, off the loop for big bodies; parse errors become 400 naming the line.
-    Big bodies are parsed at most ``max_concurrent_parses`` at a time: the parsed form of a
-    body takes several times its size, so this is what bounds the node's peak memory."""
+def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncContextManager:  # type: ignore[type-arg]
+    """A slot among ``max_concurrent_parses`` for a big body, held from decoding to commit:
+    its decoded and parsed forms take ~10x its size, so this is what bounds the node's peak
+    memory. Parsing is GIL-bound anyway, so the wait costs no throughput; small writes
+    never wait here."""
+    guard = request.app.get(GUARD)
+    if guard is None or len(body) <= INLINE_PARSE_LIMIT:
+        return contextlib.nullcontext()
+    return guard.parses
+
+
+async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-def]
+    """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
     try:
         if len(body) > INLINE_PARSE_LIMIT:
-            loop = asyncio.get_running_loop()
-            if guard is None:
-                return await loop.run_in_executor(None, fn, *args)
-            async with guard.parses:
-                return await loop.run_in_executor(None, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         return fn(*args)
     except (GTSParseError, SelectorError) as exc:
         fail(400, str(exc))
@@ -127,7 +133,6 @@ async def handle_update(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     body = await read_body(request, node.config.max_body_size)
-    text = decode_text(body)
     now = int_param(request, "now") if "now" in request.query else None
     hdr_now = request.headers.get("X-Warp10-Now")
     if hdr_now is not None:
@@ -137,11 +142,14 @@ async def handle_update(request: web.Request) -> web.Response:
             fail(400, f"header X-Warp10-Now must be an integer, got {hdr_now[:40]!r}")
     if now is None:
         now = time.time_ns() // 1000
-    pending = await _parse(body, update_pending, text, now, token_id,
-                           request_limits(node.config), guard=request.app.get(GUARD))
-    if not pending.points:
-        return web.Response(status=200)
-    await _commit(node, [pending])
+    async with _big_write(request, body):
+        text = decode_text(body)
+        pending = await _parse(body, update_pending, text, now, token_id,
+                               request_limits(node.config))
+        del text
+        if not pending.points:
+            return web.Response(status=200)
+        await _commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 
@@ -149,13 +157,15 @@ async def handle_meta(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     body = await read_body(request, node.config.max_body_size)
-    text = decode_text(body)
     delta = request.headers.get("X-Warp10-Attributes", "").strip().lower() == "delta"
-    pending = await _parse(body, meta_pending, text, delta, token_id,
-                           request_limits(node.config), guard=request.app.get(GUARD))
-    if not pending.body:
-        return web.Response(status=200)
-    await _commit(node, [pending])
+    async with _big_write(request, body):
+        text = decode_text(body)
+        pending = await _parse(body, meta_pending, text, delta, token_id,
+                               request_limits(node.config))
+        del text
+        if not pending.body:
+            return web.Response(status=200)
+        await _commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 

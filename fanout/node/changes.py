@@ -34,7 +34,7 @@ class RequestLimits:
     """What one client write may be (defaults: ``fanout.config.Limits``)."""
 
     fields: FieldLimits = field(default_factory=FieldLimits)
-    max_points: int = 1_000_000
+    max_points: int = 500_000
     max_record_bytes: int = (64 << 20) - (1 << 20) - 64
 
 
