@@ -237,12 +237,16 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
     try:
         resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         await resp.prepare(request)
-        while True:
-            chunk = await loop.run_in_executor(None, _take, lines, FETCH_CHUNK_LINES, lock)
-            if not chunk:
-                break
-            await resp.write(chunk.encode())
-        await resp.write_eof()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(None, _take, lines, FETCH_CHUNK_LINES, lock)
+                if not chunk:
+                    break
+                await resp.write(chunk.encode())
+        except ConnectionResetError:
+            pass  # the client left: nothing to answer, no traceback to log
+        else:
+            await resp.write_eof()
         return resp
     finally:
         # A client gone mid-reply must not leave the store's reader (a connection, a
