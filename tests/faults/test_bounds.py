@@ -107,6 +107,8 @@ def test_idle_connections_past_fd_limit_leave_node_serving(tmp_path: Path) -> No
         for _ in range(int(limit * 1.1)):
             with contextlib.suppress(OSError):  # refused at accept: what headroom is for
                 socks.append(socket.create_connection(("127.0.0.1", n.port), timeout=5))
+        held = len(socks)
+        t_idle = time.monotonic()
         state = n.state_dir / "node.json"
         before = state.stat().st_mtime_ns
         wait_until(lambda: state.stat().st_mtime_ns != before, 15, what="state file written")
@@ -127,6 +129,8 @@ def test_idle_connections_past_fd_limit_leave_node_serving(tmp_path: Path) -> No
             return not socks
 
         wait_until(idle_closed, 30, what="idle connections closed by the node")
+        print(f"{int(limit * 1.1)} idle connections at nofile={limit}: {held} connected, "
+              f"all closed by the node {time.monotonic() - t_idle:.1f}s later")
         assert n.alive(), n.log_text()[-2000:]
         assert n.client().update("1// fd.ok{} 1\n") == 200
         assert "fd.ok{} 1" in n.client("reader").fetch("fd.ok{}")
@@ -158,6 +162,7 @@ def test_slow_loris_headers_closed_within_idle_timeout(tmp_path: Path) -> None:
         finally:
             s.close()
         assert closed_after is not None, "slow loris connection still open after 30 s"
+        print(f"slow loris: closed after {closed_after:.1f}s (idle_timeout 2 s)")
         assert closed_after < 15
         assert n.client().update("1// loris.ok{} 1\n") == 200
 
