@@ -203,6 +203,30 @@ def test_concurrency_cap_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert "slow{}" not in n.client("reader").fetch("~.*{}")
 
 
+def test_inflight_body_bytes_capped(tmp_path: Path) -> None:
+    """Bodies being received count against one budget: past it, 503 + Retry-After."""
+    with running(tmp_path, limits={"max_inflight_body_bytes": 100_000}) as n:
+        part = b"".join(b"1// held{} %d\n" % i for i in range(7000))[:90_000]
+        s = socket.create_connection(("127.0.0.1", n.port), timeout=30)
+        s.sendall(("POST /api/v0/update HTTP/1.1\r\nHost: x\r\n"
+                   f"X-Warp10-Token: {n.tokens['ingest']}\r\nContent-Length: 200000\r\n\r\n"
+                   ).encode() + part)
+        c = n.client()
+        body = b"1// other{} 1\n" * 2000  # 30 KB: over what the held body leaves
+        try:
+            def refused() -> bytes | None:
+                st, data = c.request("POST", "/api/v0/update", body, check=False)
+                return data if st == 503 else None
+            reply = wait_until(refused, 30, what="503 while 90 KB of another body are held")
+            assert b"max_inflight_body_bytes" in reply
+            assert c.last_headers.get("retry-after") == "1"
+        finally:
+            s.close()
+        wait_until(lambda: c.request("POST", "/api/v0/update", body, check=False)[0] == 200,
+                   30, what="budget given back once the held body is gone")
+        assert "held{}" not in n.client("reader").fetch("~.*{}")
+
+
 def test_stalled_body_gets_408_within_body_timeout(tmp_path: Path) -> None:
     with running(tmp_path, limits={"body_timeout": 2.0}) as n:
         t0 = time.monotonic()
