@@ -12,6 +12,34 @@ from fanout.confload import Section, read_yaml
 # unambiguous in file names because the seq before it has a fixed 20 digits.
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
+# Room a record needs beside its body when framed for /replicate: header + frame + slack.
+RECORD_OVERHEAD = (1 << 20) + 64
+DEFAULT_MAX_RECORD = DEFAULT_MAX_BODY - RECORD_OVERHEAD  # with the default max_body_size
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource bounds of one node (every key has a documented default in the README).
+
+    Defaults are sized for a node on a small VM: generous for honest clients, finite for
+    hostile ones. ``max_record_bytes`` must leave a record, once framed, within every
+    receiver's ``max_body_size`` so that an accepted write always replicates."""
+
+    idle_timeout: float = 15.0  # idle connection, or headers not complete, closed after
+    body_timeout: float = 120.0  # a request body must be read (and inflated) by then
+    max_concurrent_requests: int = 256  # above: 503 + Retry-After
+    max_inflight_body_bytes: int = 256 * 1024 * 1024  # bodies being read, all requests
+    max_concurrent_parses: int = 1  # big bodies (over 256 KiB) parsed at once (GIL-bound)
+    max_concurrent_fetches: int = 16  # fetches holding a store reader; others wait
+    max_points_per_request: int = 500_000
+    max_record_bytes: int = DEFAULT_MAX_RECORD  # canonical body of one logged write
+    max_restore_bytes: int = 4 << 30
+    fd_reserve: int = 64  # refuse new connections this close to RLIMIT_NOFILE
+    max_class_length: int = 1024
+    max_label_name_length: int = 256
+    max_label_value_length: int = 4096
+    max_labels: int = 256  # labels (and attributes) per series
+    max_string_value_length: int = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +72,7 @@ class NodeConfig:
     max_body_size: int = DEFAULT_MAX_BODY
     group_commit: bool = True
     bootstrap_from: BootstrapFrom | None = None
+    limits: Limits = Limits()
 
     @property
     def base_dir(self) -> Path:
@@ -89,8 +118,14 @@ def load_node_config(path: Path) -> NodeConfig:
         max_body_size=sec.integer("max_body_size", DEFAULT_MAX_BODY, minimum=1024),
         group_commit=sec.boolean("group_commit", True),
         bootstrap_from=_bootstrap_from(sec, kind),
+        limits=_limits(sec, record_room(sec.data.get("max_body_size", DEFAULT_MAX_BODY))),
     )
     sec.finish()
+    room = record_room(cfg.max_body_size)
+    if cfg.limits.max_record_bytes > room:
+        raise sec.error("limits.max_record_bytes", f"must be <= {room} with max_body_size "
+                        f"{cfg.max_body_size}: a record this node accepts, once framed with its "
+                        "header, must fit a /replicate body of its peers")
     if cfg.state_dir == cfg.datalog_dir:
         raise sec.error("state_dir", f"must differ from datalog_dir ({cfg.datalog_dir})")
     return cfg
@@ -109,5 +144,49 @@ def _bootstrap_from(sec: Section, store_kind: str) -> BootstrapFrom | None:
         raise b.error("url", f"must be an http(s) URL (got {url!r})")
     result = BootstrapFrom(url.rstrip("/"), b.path("token_file", required=True),  # type: ignore[arg-type]
                            b.number("timeout", 120.0, minimum=1.0))
+    b.finish()
+    return result
+
+
+def record_room(max_body_size: object) -> int:
+    """The largest canonical record body a /replicate body of ``max_body_size`` carries
+    (room left for the record's header and frame)."""
+    size = max_body_size if isinstance(max_body_size, int) else DEFAULT_MAX_BODY
+    return size - min(RECORD_OVERHEAD, size // 4)
+
+
+def _limits(sec: Section, record_default: int) -> Limits:
+    """The optional ``limits:`` section; each key defaults to ``Limits``' value, and
+    ``max_record_bytes`` to what ``max_body_size`` leaves room for."""
+    d = Limits(max_record_bytes=record_default)
+    if sec.data.get("limits") is None:
+        sec.used.add("limits")
+        return d
+    b = sec.section("limits")
+    result = Limits(
+        idle_timeout=b.number("idle_timeout", d.idle_timeout, minimum=0.5),
+        body_timeout=b.number("body_timeout", d.body_timeout, minimum=1.0),
+        max_concurrent_requests=b.integer("max_concurrent_requests",
+                                          d.max_concurrent_requests, minimum=1),
+        max_inflight_body_bytes=b.integer("max_inflight_body_bytes",
+                                          d.max_inflight_body_bytes, minimum=1024),
+        max_concurrent_parses=b.integer("max_concurrent_parses", d.max_concurrent_parses,
+                                        minimum=1),
+        max_concurrent_fetches=b.integer("max_concurrent_fetches", d.max_concurrent_fetches,
+                                         minimum=1),
+        max_points_per_request=b.integer("max_points_per_request", d.max_points_per_request,
+                                         minimum=1),
+        max_record_bytes=b.integer("max_record_bytes", d.max_record_bytes, minimum=1024),
+        max_restore_bytes=b.integer("max_restore_bytes", d.max_restore_bytes, minimum=1024),
+        fd_reserve=b.integer("fd_reserve", d.fd_reserve, minimum=8),
+        max_class_length=b.integer("max_class_length", d.max_class_length, minimum=1),
+        max_label_name_length=b.integer("max_label_name_length", d.max_label_name_length,
+                                        minimum=1),
+        max_label_value_length=b.integer("max_label_value_length",
+                                         d.max_label_value_length, minimum=1),
+        max_labels=b.integer("max_labels", d.max_labels, minimum=1),
+        max_string_value_length=b.integer("max_string_value_length",
+                                          d.max_string_value_length, minimum=1),
+    )
     b.finish()
     return result

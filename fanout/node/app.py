@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,10 +16,26 @@ from aiohttp import web
 from fanout.config import NodeConfig
 from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
 from fanout.gts import parse_selector
-from fanout.node.changes import Pending, delete_pending, meta_pending, update_pending
+from fanout.gts.limits import FieldLimits, RequestTooLargeError
+from fanout.node.changes import (
+    Pending,
+    RequestLimits,
+    delete_pending,
+    meta_pending,
+    update_pending,
+)
 from fanout.node.committer import CommitFatal, Committer
+from fanout.node.guard import Guard
 from fanout.node.health import WriteHealth
-from fanout.node.http import authorize, decode_text, fail, int_param, json_reply, read_body
+from fanout.node.http import (
+    BODY_GUARD,
+    authorize,
+    decode_text,
+    fail,
+    int_param,
+    json_reply,
+    read_body,
+)
 from fanout.node.tokens import TokenTable
 from fanout.statefile import iso_now
 from fanout.store.base import Outcome, Store
@@ -31,6 +49,7 @@ MAX_TS = (1 << 63) - 1
 MIN_TS = -(1 << 63)
 
 NODE = web.AppKey("node", "Node")
+GUARD = web.AppKey("guard", Guard)
 
 
 @dataclass
@@ -66,6 +85,25 @@ class Node:
         }
 
 
+def request_limits(cfg: NodeConfig) -> RequestLimits:
+    lim = cfg.limits
+    return RequestLimits(
+        FieldLimits(lim.max_class_length, lim.max_label_name_length, lim.max_label_value_length,
+                    lim.max_labels, lim.max_string_value_length),
+        lim.max_points_per_request, lim.max_record_bytes)
+
+
+def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncContextManager:  # type: ignore[type-arg]
+    """A slot among ``max_concurrent_parses`` for a big body, held from decoding to commit:
+    its decoded and parsed forms take ~10x its size, so this is what bounds the node's peak
+    memory. Parsing is GIL-bound anyway, so the wait costs no throughput; small writes
+    never wait here."""
+    guard = request.app.get(GUARD)
+    if guard is None or len(body) <= INLINE_PARSE_LIMIT:
+        return contextlib.nullcontext()
+    return guard.parses
+
+
 async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-def]
     """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
     try:
@@ -74,6 +112,8 @@ async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-
         return fn(*args)
     except (GTSParseError, SelectorError) as exc:
         fail(400, str(exc))
+    except RequestTooLargeError as exc:
+        fail(413, str(exc))
 
 
 async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
@@ -110,7 +150,6 @@ async def handle_update(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     body = await read_body(request, node.config.max_body_size)
-    text = decode_text(body)
     now = int_param(request, "now") if "now" in request.query else None
     hdr_now = request.headers.get("X-Warp10-Now")
     if hdr_now is not None:
@@ -120,10 +159,14 @@ async def handle_update(request: web.Request) -> web.Response:
             fail(400, f"header X-Warp10-Now must be an integer, got {hdr_now[:40]!r}")
     if now is None:
         now = time.time_ns() // 1000
-    pending = await _parse(body, update_pending, text, now, token_id)
-    if not pending.points:
-        return web.Response(status=200)
-    await _commit(node, [pending])
+    async with _big_write(request, body):
+        text = decode_text(body)
+        pending = await _parse(body, update_pending, text, now, token_id,
+                               request_limits(node.config))
+        del text
+        if not pending.points:
+            return web.Response(status=200)
+        await _commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 
@@ -131,12 +174,15 @@ async def handle_meta(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     body = await read_body(request, node.config.max_body_size)
-    text = decode_text(body)
     delta = request.headers.get("X-Warp10-Attributes", "").strip().lower() == "delta"
-    pending = await _parse(body, meta_pending, text, delta, token_id)
-    if not pending.body:
-        return web.Response(status=200)
-    await _commit(node, [pending])
+    async with _big_write(request, body):
+        text = decode_text(body)
+        pending = await _parse(body, meta_pending, text, delta, token_id,
+                               request_limits(node.config))
+        del text
+        if not pending.body:
+            return web.Response(status=200)
+        await _commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 
@@ -190,26 +236,59 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         else:
             fail(400, "'timespan' must not be 0")
     showattr = request.query.get("showattr", "false").lower() == "true"
-    lines: Iterator[str] = node.store.fetch(selector, start, end, last=last, showattr=showattr)
-    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-    await resp.prepare(request)
+    # Each running fetch holds a store reader (and, in SQLite, file descriptors that stay
+    # open while any other reader is): at most max_concurrent_fetches at once; the others
+    # wait their turn. The slot is given back only once the reader is closed.
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        await guard.fetches.acquire()
+    try:
+        lines: Iterator[str] = node.store.fetch(selector, start, end, last=last,
+                                                showattr=showattr)
+    except BaseException:
+        if guard is not None:
+            guard.fetches.release()
+        raise
+    lock = threading.Lock()
     loop = asyncio.get_running_loop()
-    while True:
-        chunk = await loop.run_in_executor(None, _take, lines, FETCH_CHUNK_LINES)
-        if not chunk:
-            break
-        await resp.write(chunk.encode())
-    await resp.write_eof()
-    return resp
+    try:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        await resp.prepare(request)
+        try:
+            while True:
+                chunk = await loop.run_in_executor(None, _take, lines, FETCH_CHUNK_LINES, lock)
+                if not chunk:
+                    break
+                await resp.write(chunk.encode())
+        except ConnectionResetError:
+            pass  # the client left: nothing to answer, no traceback to log
+        else:
+            await resp.write_eof()
+        return resp
+    finally:
+        # A client gone mid-reply must not leave the store's reader (a connection, a
+        # cursor, a read transaction) open until garbage collection: close it now, on a
+        # worker thread, after any _take still running there (the lock orders them).
+        closing = loop.run_in_executor(None, _close, lines, lock)
+        if guard is not None:
+            closing.add_done_callback(lambda _: guard.fetches.release())
 
 
-def _take(lines: Iterator[str], n: int) -> str:
+def _take(lines: Iterator[str], n: int, lock: threading.Lock) -> str:
     out = []
-    for line in lines:
-        out.append(line)
-        if len(out) >= n:
-            break
+    with lock:
+        for line in lines:
+            out.append(line)
+            if len(out) >= n:
+                break
     return "".join(s + "\n" for s in out)
+
+
+def _close(lines: Iterator[str], lock: threading.Lock) -> None:
+    with lock:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
 
 
 async def handle_logger_state(request: web.Request) -> web.Response:
@@ -241,9 +320,14 @@ def build_app(node: Node) -> web.Application:
     from fanout.node.replication import handle_replicate
     from fanout.node.snapshot import handle_marks, handle_restore, handle_snapshot
 
+    lim = node.config.limits
+    guard = Guard(lim.max_concurrent_requests, lim.max_inflight_body_bytes,
+                  lim.max_concurrent_parses, lim.max_concurrent_fetches)
     app = web.Application(client_max_size=node.config.max_body_size,
-                          middlewares=[count_requests])
+                          middlewares=[count_requests, guard.middleware()])
     app[NODE] = node
+    app[GUARD] = guard
+    app[BODY_GUARD] = (guard, lim.body_timeout)
     app.add_routes(
         [
             web.post("/api/v0/update", handle_update),

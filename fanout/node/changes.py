@@ -19,7 +19,23 @@ from fanout.gts import (
     parse_selector,
     parse_update,
 )
+from fanout.gts.limits import (
+    FieldLimits,
+    check_meta,
+    check_points,
+    check_readings,
+    check_record,
+)
 from fanout.store.base import Change, Delete, Meta, Update
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one client write may be (defaults: ``fanout.config.Limits``)."""
+
+    fields: FieldLimits = field(default_factory=FieldLimits)
+    max_points: int = 500_000
+    max_record_bytes: int = (64 << 20) - (1 << 20) - 64
 
 
 @dataclass(slots=True)
@@ -40,15 +56,29 @@ class Pending:
     seq: int = 0  # set by the committer: the datalog seq this write was logged at
 
 
-def update_pending(text: str, now_us: int, token_id: str) -> Pending:
+def update_pending(text: str, now_us: int, token_id: str,
+                   limits: RequestLimits | None = None) -> Pending:
+    if limits is not None:  # before parsing: the parsed form is ~10x the text in memory
+        check_points(text.count("\n") + (not text.endswith("\n")), limits.max_points)
     readings = parse_update(text, now_us)
+    if limits is not None:
+        check_readings(text, readings, limits.fields)
     body = format_update(readings).encode()
+    if limits is not None:
+        check_record(len(body), limits.max_record_bytes)
     return Pending("update", token_id, {}, body, Update(readings), points=len(readings))
 
 
-def meta_pending(text: str, delta: bool, token_id: str) -> Pending:
+def meta_pending(text: str, delta: bool, token_id: str,
+                 limits: RequestLimits | None = None) -> Pending:
+    if limits is not None:
+        check_points(text.count("\n") + (not text.endswith("\n")), limits.max_points)
     lines = parse_meta(text)
+    if limits is not None:
+        check_meta(text, lines, limits.fields)
     body = format_meta(lines).encode()
+    if limits is not None:
+        check_record(len(body), limits.max_record_bytes)
     return Pending("meta", token_id, {"delta": delta}, body, Meta(lines, delta))
 
 

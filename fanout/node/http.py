@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from typing import Any, NoReturn
@@ -18,6 +19,8 @@ def fail(status: int, message: str) -> NoReturn:
     cls = {
         400: web.HTTPBadRequest,
         403: web.HTTPForbidden,
+        408: web.HTTPRequestTimeout,
+        415: web.HTTPUnsupportedMediaType,
         413: web.HTTPRequestEntityTooLarge,
         503: web.HTTPServiceUnavailable,
         507: web.HTTPInsufficientStorage,
@@ -47,30 +50,63 @@ def authorize(request: web.Request, tokens: TokenTable, permission: str) -> str:
         fail(403, str(exc))
 
 
+BODY_GUARD = web.AppKey("body_guard", object)  # (Guard, body_timeout) set by build_app
+READ_CHUNK = 1 << 16
+ENCODINGS = ("", "identity", "gzip", "x-gzip", "deflate")
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, gunzipped when the client says so, never more than ``limit``."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        fail(413, f"request body over the limit of {limit} bytes")
+    """The request body, inflated when the client says so, never more than ``limit``
+    bytes either as sent or inflated. Read a chunk at a time and inflated incrementally,
+    so a gzip bomb costs at most ``limit`` bytes of output before its 413; the whole read
+    has a deadline (``body_timeout``) and counts against the node's in-flight body budget.
+    Call only after ``authorize``: strangers get their 403 before a byte is read."""
+    guard, timeout = request.app.get(BODY_GUARD) or (None, None)  # type: ignore[misc]
+    enc = request.headers.get("Content-Encoding", "").strip().lower()
+    if enc not in ENCODINGS:
+        fail(415, f"Content-Encoding {enc[:40]!r} is not supported (use gzip or none)")
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if ctype in ("application/gzip", "application/x-gzip"):
-        raw = gunzip(raw, limit)
-    return raw
-
-
-def gunzip(data: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    d = None
+    if enc in ("gzip", "x-gzip") or ctype in ("application/gzip", "application/x-gzip"):
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif enc == "deflate":
+        d = zlib.decompressobj()
+    clen = request.content_length
+    if clen is not None and clen > limit:
+        fail(413, f"request body over the limit of {limit} bytes")
+    parts: list[bytes] = []
+    size = raw = held = 0
     try:
-        out = d.decompress(data, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            fail(413, f"decompressed body over the limit of {limit} bytes")
-        out += d.flush()
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(READ_CHUNK):
+                raw += len(chunk)
+                if raw > limit:
+                    fail(413, f"request body over the limit of {limit} bytes")
+                if d is not None:
+                    chunk = _inflate(d, chunk, limit - size, limit)
+                if guard is not None:
+                    guard.take_body(len(chunk))  # type: ignore[attr-defined]
+                    held += len(chunk)
+                size += len(chunk)
+                parts.append(chunk)
+            if d is not None and not d.eof:
+                fail(400, "body is not valid gzip: truncated stream")
+    except TimeoutError:
+        fail(408, f"request body not received within body_timeout ({timeout:.0f}s)")
+    finally:
+        if guard is not None:
+            guard.give_body(held)  # type: ignore[attr-defined]
+    return b"".join(parts)
+
+
+def _inflate(d: Any, chunk: bytes, room: int, limit: int) -> bytes:
+    try:
+        out = d.decompress(chunk, room + 1)
     except zlib.error as exc:
         fail(400, f"body is not valid gzip: {exc}")
-    if not d.eof:
-        fail(400, "body is not valid gzip: truncated stream")
-    return out
+    if len(out) > room or d.unconsumed_tail:
+        fail(413, f"decompressed body over the limit of {limit} bytes")
+    return out  # type: ignore[no-any-return]
 
 
 def decode_text(body: bytes) -> str:

@@ -19,6 +19,7 @@ from fanout.errors import FanoutError
 from fanout.node.app import Node, build_app
 from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
+from fanout.node.guard import FdHeadroom, guarded_factory, raise_nofile
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, write_json_atomic
@@ -89,19 +90,59 @@ def open_node(cfg: NodeConfig) -> Node:
     return Node(cfg, tokens, store, committer, started=time.time())
 
 
+class StateWriter:
+    """The once-a-second state file, which must never take the node down: out of file
+    descriptors (EMFILE) or disk, it logs (at most once a minute) and tries again next tick."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.failures = 0
+        self._logged = 0.0
+
+    def write(self, state: dict[str, object]) -> bool:
+        try:
+            write_json_atomic(self.path, state)
+        except OSError as exc:
+            self.failures += 1
+            now = time.monotonic()
+            if now - self._logged > 60:
+                self._logged = now
+                log.error("cannot write the state file %s (%d failure(s) so far; retrying "
+                          "every second): %s", self.path, self.failures, exc)
+            return False
+        if self.failures:
+            log.warning("state file %s written again after %d failure(s)", self.path,
+                        self.failures)
+            self.failures = 0
+        return True
+
+
 async def serve(cfg: NodeConfig) -> None:
+    soft, hard = raise_nofile()
+    log.info("open-file limit %d (hard %d), %d kept in reserve", soft, hard,
+             cfg.limits.fd_reserve)
     node = open_node(cfg)
     state_path = cfg.state_dir / "node.json"
+    state = StateWriter(state_path)
     node.committer.start()
     if cfg.bootstrap_from is not None:
         write_json_atomic(state_path, node_state(node, True, "bootstrapping"))
         await resync_from_seed(node)
     quiet_bad_requests()
-    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+    # keepalive_timeout runs from the moment a connection is accepted until its request's
+    # headers are complete, and again between requests: it closes idle connections and
+    # slow-loris header senders alike. Bodies are inflated by read_body (bounded, after
+    # authorization), never by aiohttp, so lingering after an early 403 reads raw bytes only.
+    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False,
+                           keepalive_timeout=cfg.limits.idle_timeout, auto_decompress=False,
+                           lingering_time=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
+    loop = asyncio.get_running_loop()
+    headroom = FdHeadroom(cfg.limits.fd_reserve)
     try:
-        await site.start()
+        listener = await loop.create_server(
+            guarded_factory(runner.server, headroom),  # type: ignore[arg-type]
+            cfg.host, cfg.port, reuse_address=True)
     except OSError as exc:  # port in use, address not local: say so, not a traceback
         await runner.cleanup()
         await node.committer.stop()
@@ -114,7 +155,6 @@ async def serve(cfg: NodeConfig) -> None:
     notify.ready(f"listening on {cfg.host}:{cfg.port}, last seq {node.committer.last_seq}")
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     node.committer.on_fatal = lambda _exc: stop.set()  # broken commit path: exit, restart
@@ -123,18 +163,19 @@ async def serve(cfg: NodeConfig) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             node.writes.probe(node.committer.writer.tmp, node.committer.writer.dir)
-            write_json_atomic(state_path, node_state(node, True, "running"))
+            state.write(node_state(node, True, "running"))
             notify.watchdog()
             notify.status(f"last seq {node.committer.last_seq}, "
                           f"{node.committer.stats.points} points")
     finally:
         log.info("node %s stopping", cfg.id)
         notify.stopping()
+        listener.close()
         await runner.shutdown()
         await runner.cleanup()
         await node.committer.stop()
         node.store.close()
-        write_json_atomic(state_path, node_state(node, False, "stopped"))
+        state.write(node_state(node, False, "stopped"))
     if node.committer.fatal is not None:
         raise node.committer.fatal  # exit non-zero: the supervisor restarts, recovery runs
 

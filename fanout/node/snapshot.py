@@ -38,6 +38,9 @@ log = logging.getLogger("fanout.node.snapshot")
 FORMAT = "fanout-snapshot"
 VERSION = 1
 CHUNK_LINES = 5000
+# No line of a well-formed stream comes near this (field limits keep series lines to a
+# few MiB); a longer one is refused instead of being read whole into memory.
+MAX_LINE = 16 << 20
 
 
 class SnapshotFormatError(FanoutError, ValueError):
@@ -77,8 +80,10 @@ class Reader:
     def __init__(self, f: IO[str]):
         self._f = f
         self._lineno = 1
-        first = f.readline()
+        first = f.readline(MAX_LINE + 1)
         try:
+            if len(first) > MAX_LINE:
+                raise ValueError(f"header line longer than {MAX_LINE} characters")
             h = json.loads(first)
             if h.get("format") != FORMAT or h.get("version") != VERSION:
                 raise ValueError(f"not a {FORMAT} v{VERSION} stream")
@@ -96,7 +101,10 @@ class Reader:
             line, self._pending = self._pending, None
             return line
         self._lineno += 1
-        return self._f.readline()
+        line = self._f.readline(MAX_LINE + 1)
+        if len(line) > MAX_LINE:
+            raise SnapshotFormatError(f"line {self._lineno}: longer than {MAX_LINE} characters")
+        return line
 
     def series(self) -> Iterator[SeriesDump]:
         while True:
@@ -182,14 +190,14 @@ async def handle_restore(request: web.Request) -> web.Response:
     # Filling an empty store is part of initial sync (replicate); replacing a store wipes
     # whatever it holds, so it needs a token an upstream peer does not get by default.
     authorize(request, node.tokens, "admin" if replace else "replicate")
+    limit = node.config.limits.max_restore_bytes
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        fail(415, "a snapshot is restored as sent: no Content-Encoding")
+    if (request.content_length or 0) > limit:
+        fail(413, f"snapshot over max_restore_bytes ({limit})")
     spool = node.config.state_dir / f".restore-{os.getpid()}-{id(request)}.tmp"
     try:
-        try:
-            with open(spool, "wb") as f:
-                async for chunk in request.content.iter_chunked(1 << 20):
-                    f.write(chunk)
-        except OSError as exc:
-            fail(507, f"cannot spool the snapshot: {exc}")
+        await _spool(request, spool, limit, node.config.limits.body_timeout)
         result = await node.committer.exclusive(lambda: _restore(node, spool, replace))
     except StoreNotEmptyError as exc:
         raise web.HTTPConflict(text=f"{exc}\n") from None
@@ -206,6 +214,29 @@ async def handle_restore(request: web.Request) -> web.Response:
                 result["serverId"], result["lastLogTick"], result["series"], result["points"],
                 replace)
     return json_reply(result)
+
+
+async def _spool(request: web.Request, spool: Path, limit: int, stall: float) -> None:
+    """Copy the body to ``spool``: at most ``limit`` bytes, and never ``stall`` seconds
+    without a byte (a stalled sender must not hold a spool and a connection for ever)."""
+    size = 0
+    try:
+        with open(spool, "wb") as f:
+            it = request.content.iter_chunked(1 << 20).__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(stall):
+                        chunk = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    fail(408, f"snapshot stalled: no data for body_timeout ({stall:.0f}s)")
+                size += len(chunk)
+                if size > limit:
+                    fail(413, f"snapshot over max_restore_bytes ({limit})")
+                f.write(chunk)
+    except OSError as exc:
+        fail(507, f"cannot spool the snapshot: {exc}")
 
 
 def _restore(node: Any, spool: Path, replace: bool) -> dict[str, Any]:
@@ -259,8 +290,14 @@ async def download_and_restore(node: Any, source: Any) -> dict[str, Any]:
                 headers={"X-Warp10-Token": source.token}) as resp:
             if resp.status != 200:
                 raise SnapshotFormatError(f"HTTP {resp.status}: {(await resp.text())[:300]}")
+            limit = node.config.limits.max_restore_bytes
+            size = 0
             with open(spool, "wb") as f:
                 async for chunk in resp.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise SnapshotFormatError(f"seed snapshot over max_restore_bytes "
+                                                  f"({limit})")
                     f.write(chunk)
         return dict(await node.committer.exclusive(lambda: _restore(node, spool, True)))
     finally:

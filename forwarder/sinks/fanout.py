@@ -8,7 +8,7 @@ from typing import Any
 
 from forwarder.config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
-from forwarder.sinks.http import NETWORK_ERRORS, make_session, unavailable
+from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
 
 CONTENT_TYPE = "application/x-fanout-records"
 
@@ -24,7 +24,7 @@ class FanoutSink:
         url = f"{self.endpoint}{path}"
         try:
             async with self._session.request(method, url, **kw) as resp:
-                text = await resp.text()
+                text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
             raise unavailable(exc, url) from None
         err = classify(resp.status, text)

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 
 import aiohttp
 
-from forwarder.sinks.base import SinkUnavailable
+from forwarder.sinks.base import SinkUnavailable, invalid_response
+
+# Replies are a small JSON document or an error text: anything larger, as sent or once
+# inflated, is a hostile or mistaken target, answered with 1401 and retried, never read.
+MAX_REPLY = 1 << 20
 
 
 def make_session(
     connect_timeout: float, request_timeout: float, token: str
 ) -> aiohttp.ClientSession:
-    """``connect_timeout`` bounds connecting; ``request_timeout`` the whole request."""
+    """``connect_timeout`` bounds connecting; ``request_timeout`` the whole request.
+    Replies are inflated by ``read_reply`` (bounded), never by aiohttp."""
     timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout,
                                     sock_connect=connect_timeout)
     connector = aiohttp.TCPConnector(limit=1, force_close=False, enable_cleanup_closed=True)
     return aiohttp.ClientSession(timeout=timeout, connector=connector,
-                                 headers={"X-Warp10-Token": token}, auto_decompress=True)
+                                 headers={"X-Warp10-Token": token}, auto_decompress=False)
 
 
 def unavailable(exc: BaseException, url: str) -> SinkUnavailable:
@@ -27,3 +33,37 @@ def unavailable(exc: BaseException, url: str) -> SinkUnavailable:
 
 
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+
+
+async def read_reply(resp: aiohttp.ClientResponse, url: str, limit: int = MAX_REPLY) -> str:
+    """The reply's text, at most ``limit`` bytes both as sent and inflated."""
+    enc = resp.headers.get("Content-Encoding", "").strip().lower()
+    d = None
+    if enc in ("gzip", "x-gzip"):
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif enc == "deflate":
+        d = zlib.decompressobj()
+    elif enc not in ("", "identity"):
+        raise invalid_response(f"{url}: reply in an unknown Content-Encoding {enc[:40]!r}",
+                               resp.status)
+    if (resp.content_length or 0) > limit:
+        raise invalid_response(f"{url}: reply of {resp.content_length} bytes is over the "
+                               f"{limit} bytes a reply may have", resp.status)
+    parts: list[bytes] = []
+    raw = size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        raw += len(chunk)
+        if raw > limit:
+            raise invalid_response(f"{url}: reply over {limit} bytes", resp.status)
+        if d is not None:
+            try:
+                chunk = d.decompress(chunk, limit - size + 1)
+            except zlib.error as exc:
+                raise invalid_response(f"{url}: reply is not valid {enc}: {exc}",
+                                       resp.status) from None
+            if d.unconsumed_tail or size + len(chunk) > limit:
+                raise invalid_response(f"{url}: reply inflates to over {limit} bytes",
+                                       resp.status)
+        size += len(chunk)
+        parts.append(chunk)
+    return b"".join(parts).decode("utf-8", errors="replace")

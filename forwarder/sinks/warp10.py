@@ -12,7 +12,7 @@ import urllib.parse
 from fanout.datalog.format import Record
 from forwarder.config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify
-from forwarder.sinks.http import NETWORK_ERRORS, make_session, unavailable
+from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
 
 
 class Warp10Sink:
@@ -31,7 +31,7 @@ class Warp10Sink:
         url = f"{self.endpoint}{path}"
         try:
             async with self._session.request(method, url, data=body, headers=headers) as resp:
-                text = await resp.text()
+                text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
             raise unavailable(exc, url.split("?")[0]) from None
         err = classify(resp.status, text)
