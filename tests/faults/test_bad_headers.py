@@ -54,7 +54,7 @@ BAD: list[tuple[str, bytes, str]] = [
     ("op unknown", with_(op="drop"), "field 'op' must be one of update, meta, delete"),
     ("op list", with_(op=["update"]), "field 'op' must be a JSON string"),
     ("selector int", with_(op="delete", params={"selector": 5, "deleteall": True}),
-     "selector must be a string"),
+     "needs a selector string"),
     ("start 1e400", with_(op="delete", params={"selector": "a{}", "start": 1, "end": 5})
      .replace(b'"start": 1', b'"start": 1e400'), "number 1e400 is out of range"),
     ("NaN", with_(time=0).replace(b'"time": 0', b'"time": NaN'), "NaN is not valid JSON"),
