@@ -10,7 +10,9 @@ caught as surely as a flipped payload byte. The file header's count (under its o
 catches a file cut exactly at a record boundary, which framing alone cannot see.
 
 A record's header is compact JSON with sorted keys: small next to the body, readable in a
-hex dump, and open to new fields without a new format version.
+hex dump, and open to new fields without a new format version. ``history`` (the origin's
+history id, 16 hex characters) and ``base`` (``[base history, base oseq]`` or null) came
+later: a record without them is read as history ``0000000000000000`` with no base.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ OPS = ("update", "meta", "delete")
 MAX_HEADER = 1 << 20
 MAX_BODY = 1 << 30
 
+LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
+_HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
+
 _NAME_RE = re.compile(r"^(\d{20})-([A-Za-z0-9_.-]{1,64})\.dlog$")
 
 
@@ -53,6 +58,10 @@ class Record:
     params: dict[str, Any] = field(default_factory=dict)
     via: tuple[str, ...] = ()
     body: bytes = b""
+    # The origin's history this write belongs to, and that history's base (see
+    # fanout.store.base.History); both travel unchanged through every hop, like oseq.
+    history: str = LEGACY_HISTORY
+    base: tuple[str, int] | None = None
     # The verified bytes this record was decoded from, so forwarding never re-encodes or
     # re-checksums it; empty for records built in memory.
     frame: bytes = field(default=b"", compare=False, repr=False)
@@ -68,6 +77,8 @@ class Record:
                 "token_id": self.token_id,
                 "params": self.params,
                 "via": list(self.via),
+                "history": self.history,
+                "base": None if self.base is None else list(self.base),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -104,6 +115,16 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     try:
         h = json.loads(header)
         via = h["via"]
+        history = h.get("history", LEGACY_HISTORY)
+        base = h.get("base")
+        if not isinstance(history, str) or not _HISTORY_RE.match(history):
+            raise ValueError(f"bad history {history!r}")
+        if base is not None:
+            bh, bo = base
+            if not isinstance(bh, str) or not _HISTORY_RE.match(bh) or type(bo) is not int \
+                    or bo < 0:
+                raise ValueError(f"bad base {base!r}")
+            base = (bh, bo)
         rec = Record(
             seq=h["seq"],
             origin=h["origin"],
@@ -114,6 +135,8 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
             params=h["params"],
             via=tuple(via),
             body=body,
+            history=history,
+            base=base,
             frame=frame,
         )
     except (ValueError, KeyError, TypeError) as exc:
