@@ -258,8 +258,8 @@ class Forwarder:
         if not gaps:
             return chunk
         origin, history, have, rec = gaps[0]
-        what = (f"start tick not present: {self.cfg.target} has origin {origin} history "
-                f"{history} up to oseq {have}, the next record is oseq {rec.oseq} (seq "
+        what = (f"start tick not present: {self.cfg.target} has origin {origin} up to oseq "
+                f"{have} (history {history}), the next record is oseq {rec.oseq} (seq "
                 f"{rec.seq}); the records in between are gone (dropped by retention?)")
         if not self.cfg.auto_resync:
             raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,

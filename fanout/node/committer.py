@@ -25,7 +25,7 @@ from typing import Any
 from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.datalog.writer import DatalogWriter, Prepared
 from fanout.node.changes import Pending
-from fanout.store.base import Entry, History, HistoryMarks, Outcome, Store
+from fanout.store.base import Base, Entry, History, HistoryMarks, Outcome, Store
 
 log = logging.getLogger("fanout.node.commit")
 
@@ -74,6 +74,7 @@ class Committer:
         self.history = history if history is not None else store.begin_history(node_id)
         self.own_history_ids = own_history_ids(store.own_histories())
         self.hmarks: HistoryMarks = store.history_marks()
+        self.bases = store.history_bases()  # (origin, history) -> base, as first seen
         self.marks = store.marks()  # per origin, its latest-known history's mark
         self.stats = CommitStats()
         self.started = time.time()
@@ -209,6 +210,7 @@ class Committer:
         self.last_seq = seq
         for p, history, _ in fresh:
             self._check_divergence(p, history)
+            self.bases[(p.origin or self.node_id, history)] = p.base
         for (origin, history), oseq in moved.items():
             hs = self.hmarks.setdefault(origin, {})
             hs[history] = oseq
@@ -220,29 +222,30 @@ class Committer:
 
     def _check_divergence(self, p: Pending, history: str) -> None:
         """The first write of an origin's history this node had not seen. If this node
-        holds more of the base history than the origin had when the new one began, the
-        origin lost writes that this node still has (it was restored from a copy): say so.
-        A new history without a base (a wiped or new store) while this node knows other
+        holds writes of that origin outside the new history's ancestry (more of a base
+        history than the origin had when it branched, or a sibling branch), the origin
+        lost writes this node still has (it was restored from an older copy): say so. A
+        new history without a base (a wiped or new store) while this node knows other
         histories of the origin is reported too, for information. Either way the writes
-        are applied; nothing is hidden or dropped."""
+        are applied; nothing is hidden or dropped. Histories whose base this node does not
+        know (marks from a snapshot) are left out: no false alarms."""
         assert p.origin is not None
         known = {h: m for h, m in self.hmarks.get(p.origin, {}).items() if h != history}
-        if p.base is not None:
-            held = known.get(p.base[0])
-            if held is None or held <= p.base[1]:
-                return
-            what = (f"origin {p.origin} started history {history} from history {p.base[0]} "
-                    f"at oseq {p.base[1]}, but this node holds that history up to oseq {held}:"
-                    f" {held - p.base[1]} write(s) here are gone from the origin (restored "
-                    "from an older copy?)")
-            ahead = held - p.base[1]
-        else:
-            if not known:
-                return
+        if not known:
+            return
+        if p.base is None:
+            ahead = max(known.values())
             what = (f"origin {p.origin} started history {history} from an empty store, "
-                    f"while this node holds its histories {sorted(known)} (re-created with "
-                    "the same id?)")
-            ahead = 0
+                    f"while this node holds its histories {sorted(known)} up to oseq "
+                    f"{ahead} (re-created with the same id, or wiped?)")
+        else:
+            ahead, lost = lost_writes(p.origin, p.base, known, self.bases)
+            if not ahead:
+                return
+            what = (f"origin {p.origin} started history {history} from history "
+                    f"{p.base[0]} at oseq {p.base[1]}, but this node holds {ahead} write(s)"
+                    f" of it beyond that (histories {sorted(lost)}) that the origin no "
+                    "longer has (restored from an older copy?)")
         log.error("DIVERGENCE: %s", what)
         self.stats.divergence.append({
             "origin": p.origin, "history": history,
@@ -298,3 +301,40 @@ def own_history_ids(own: list[History]) -> frozenset[str]:
     ids = {h.id for h in own}
     ids.update(h.base[0] for h in own if h.base is not None)
     return frozenset(ids)
+
+
+def lost_writes(origin: str, base: Base, known: dict[str, int],
+                bases: dict[tuple[str, str], Base | None]) -> tuple[int, set[str]]:
+    """How many of ``known`` (history -> mark) writes of ``origin`` lie outside the
+    ancestry of a history that starts at ``base``, and in which histories.
+
+    The ancestry is the base history left at the base oseq, its base left at its base
+    oseq, and so on, as far as this node knows the bases. Outside it: whatever this node
+    holds of an ancestor past the point the chain left it, and every known history whose
+    own base chain reaches the ancestry but is not part of it (a sibling branch)."""
+    anc: dict[str, int] = {base[0]: base[1]}
+    cur = base[0]
+    while (b := bases.get((origin, cur))) is not None and b[0] not in anc:
+        anc[b[0]] = b[1]
+        cur = b[0]
+    ahead = 0
+    lost: set[str] = set()
+    for h, left in anc.items():
+        if known.get(h, 0) > left:
+            ahead += known[h] - left
+            lost.add(h)
+    for h, mark in known.items():
+        if h in anc:
+            continue
+        seen = {h}
+        cur = h
+        while (b := bases.get((origin, cur))) is not None and b[0] not in seen:
+            if b[0] in anc:
+                own = bases[(origin, h)]
+                assert own is not None
+                ahead += max(0, mark - own[1])
+                lost.add(h)
+                break
+            seen.add(b[0])
+            cur = b[0]
+    return ahead, lost

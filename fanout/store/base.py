@@ -141,6 +141,10 @@ class Store(Protocol):
     def history_marks(self) -> HistoryMarks:
         """Per origin and history, the highest oseq applied (a copy)."""
 
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        """Per (origin, history), the base its first applied record named (None when it
+        had none, or the mark came from a restore)."""
+
     def own_histories(self) -> list[History]:
         """This node's own histories, oldest first (durable)."""
 

@@ -44,7 +44,17 @@ from ._common import (
     ordered,
     range64,
 )
-from .base import Delete, Entry, History, HistoryMarks, Meta, Outcome, SeriesDump, Update
+from .base import (
+    Base,
+    Delete,
+    Entry,
+    History,
+    HistoryMarks,
+    Meta,
+    Outcome,
+    SeriesDump,
+    Update,
+)
 
 Key = tuple[str, Labels]
 Point = tuple[float | None, float | None, int | None, Value]  # lat, lon, elev, value
@@ -144,6 +154,7 @@ class MemoryStore:
         self._read_histories()
         self._series: dict[Key, _Series] = {}
         self._marks: HistoryMarks = {}
+        self._bases: dict[tuple[str, str], Base | None] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -229,6 +240,9 @@ class MemoryStore:
     def history_marks(self) -> HistoryMarks:
         return copy_marks(self._marks)
 
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        return dict(self._bases)
+
     def own_histories(self) -> list[History]:
         return list(self._histories)
 
@@ -262,6 +276,7 @@ class MemoryStore:
             raise RuntimeError(f"{self._seq_path}: store is closed")
         staging = _Staging(self._series)
         marks = copy_marks(self._marks)
+        bases = dict(self._bases)
         outcomes: list[Outcome] = []
         for entry in entries:
             status = classify(marks, entry)
@@ -278,7 +293,10 @@ class MemoryStore:
                 deleted = staging.delete(change)
             else:
                 raise TypeError(f"unsupported change {change!r}")
-            marks.setdefault(entry.origin, {})[entry.history] = entry.oseq
+            hs = marks.setdefault(entry.origin, {})
+            if entry.history not in hs:
+                bases[(entry.origin, entry.history)] = entry.base
+            hs[entry.history] = entry.oseq
             outcomes.append(Outcome(status, deleted))
         own = self._own_mark(marks)
         if last_seq != self._last_seq or own != self._own:
@@ -286,6 +304,7 @@ class MemoryStore:
         with self._lock:
             self._commit(staging.ops)
             self._marks = marks
+            self._bases = bases
             self._own = own
             self._last_seq = last_seq
         return outcomes
@@ -375,6 +394,7 @@ class MemoryStore:
                 raise StoreNotEmptyError("memory store was written to during the restore")
             self._series = loaded
             self._marks = copy_marks(marks)
+            self._bases = {(o, h): None for o, hs in self._marks.items() for h in hs}
 
     def close(self) -> None:
         self._closed = True

@@ -4,8 +4,10 @@ Layout::
 
     series(id, cls, labels, attrs)          labels/attrs: JSON [[name, value], ...], sorted
     points(series_id, ts, lat, lon, elev, type, value)   PRIMARY KEY(series_id, ts)
-    history_marks(origin, history, oseq, rank)   per (origin, history), the highest oseq
-                                            applied; rank orders histories by first sight
+    history_marks(origin, history, oseq, rank, base_history, base_oseq)
+                                            per (origin, history), the highest oseq
+                                            applied; rank orders histories by first sight;
+                                            the base the history's first record named
     histories(rank, id, base_history, base_oseq, started)   this node's own histories
     meta(key, value)                        last_seq, schema_version, node_id
 
@@ -62,6 +64,7 @@ from ._common import (
 )
 from .base import (
     LEGACY_HISTORY,
+    Base,
     Delete,
     Entry,
     History,
@@ -97,6 +100,8 @@ CREATE TABLE IF NOT EXISTS history_marks(
     history TEXT NOT NULL,
     oseq INTEGER NOT NULL,
     rank INTEGER NOT NULL,
+    base_history TEXT,
+    base_oseq INTEGER,
     PRIMARY KEY(origin, history)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS histories(
@@ -110,8 +115,13 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
 
 _SELECT_MARKS = "SELECT origin, history, oseq FROM history_marks ORDER BY rank"
+_INSERT_MARK = (
+    "INSERT OR REPLACE INTO history_marks (origin, history, oseq, rank, base_history,"
+    " base_oseq) VALUES (?, ?, ?, ?, ?, ?)"
+)
 _UPSERT_MARK = (
-    "INSERT INTO history_marks VALUES (?, ?, ?, ?)"
+    "INSERT INTO history_marks (origin, history, oseq, rank, base_history, base_oseq)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
     " ON CONFLICT(origin, history) DO UPDATE SET oseq = excluded.oseq"
 )
 
@@ -259,8 +269,8 @@ class SqliteStore:
             if stmt.strip():
                 conn.execute(stmt)
         rows = conn.execute("SELECT origin, oseq FROM marks ORDER BY origin").fetchall()
-        conn.executemany("INSERT INTO history_marks VALUES (?, ?, ?, ?)",
-                         [(o, LEGACY_HISTORY, q, i) for i, (o, q) in enumerate(rows, 1)])
+        conn.executemany(_INSERT_MARK, [(o, LEGACY_HISTORY, q, i, None, None)
+                                        for i, (o, q) in enumerate(rows, 1)])
         conn.execute("DROP TABLE marks")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
@@ -273,6 +283,9 @@ class SqliteStore:
             self._ids[(cls, _load_labels(labels))] = sid
             self._attrs[sid] = _load_labels(attrs)
         self._marks: HistoryMarks = _load_marks(conn)
+        self._bases: dict[tuple[str, str], Base | None] = {
+            (o, h): None if bh is None else (bh, int(bo)) for o, h, bh, bo in conn.execute(
+                "SELECT origin, history, base_history, base_oseq FROM history_marks")}
         row = conn.execute("SELECT COALESCE(MAX(rank), 0) FROM history_marks").fetchone()
         self._rank: int = int(row[0])
         row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
@@ -295,6 +308,9 @@ class SqliteStore:
 
     def history_marks(self) -> HistoryMarks:
         return copy_marks(self._marks)
+
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        return dict(self._bases)
 
     def own_histories(self) -> list[History]:
         rows = self._conn.execute(
@@ -342,6 +358,7 @@ class SqliteStore:
         changed: dict[tuple[str, str], int] = {}
         outcomes: list[Outcome] = []
         rank = self._rank
+        bases = dict(self._bases)
         with self._transaction():
             for entry in entries:
                 status = classify(marks, entry)
@@ -354,15 +371,18 @@ class SqliteStore:
                 if entry.history not in hs and key not in changed:
                     rank += 1
                     changed[key] = rank
+                    bases[key] = entry.base
                 elif key not in changed:
                     changed[key] = 0  # an existing row: its rank stays
                 hs[entry.history] = entry.oseq
                 outcomes.append(Outcome(status, deleted))
             if changed:
                 conn.executemany(_UPSERT_MARK, [
-                    (o, h, marks[o][h], r) for (o, h), r in changed.items()])
+                    (o, h, marks[o][h], r, *(bases.get((o, h)) or (None, None)))
+                    for (o, h), r in changed.items()])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
         self._marks = marks
+        self._bases = bases
         self._rank = rank
         self._last_seq = last_seq
         return outcomes
@@ -586,9 +606,10 @@ class SqliteStore:
                 self._apply_update(Reading(ts, lat, lon, elev, cls, labels, v)
                                    for ts, lat, lon, elev, v in points)
             rows = [(o, h, q) for o, hs in marks.items() for h, q in hs.items()]
-            conn.executemany("INSERT OR REPLACE INTO history_marks VALUES (?, ?, ?, ?)",
-                             [(o, h, q, i) for i, (o, h, q) in enumerate(rows, 1)])
+            conn.executemany(_INSERT_MARK, [(o, h, q, i, None, None)
+                                            for i, (o, h, q) in enumerate(rows, 1)])
         self._marks = copy_marks(marks)
+        self._bases = {(o, h): None for o, h, _ in rows}
         self._rank = len(rows)
 
     def close(self) -> None:
