@@ -83,6 +83,14 @@ class StateCollector(Collector):
             yield CounterMetricFamily(f"fanout_node_{name}", doc, value=_num(st.get(key)))
         yield CounterMetricFamily("fanout_node_loops", "Replicated records dropped as loops",
                                   value=_num(rep.get("loops")))
+        yield GaugeMetricFamily("fanout_node_divergent_origins",
+                                "Origins this node holds writes of that the origin no longer "
+                                "has (restored from an older copy, or re-created)",
+                                value=float(len(rep.get("divergentOrigins") or [])))
+        yield CounterMetricFamily("fanout_node_id_collisions",
+                                  "Replication batches refused: a write of this node's id "
+                                  "from a history it never had (errorNum 1420)",
+                                  value=_num(rep.get("collisions")))
         yield CounterMetricFamily("fanout_node_replicated_records",
                                   "Records received from forwarders",
                                   value=_num(rep.get("records")))
