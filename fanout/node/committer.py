@@ -208,14 +208,15 @@ class Committer:
         if prep is not None:
             self._publish(prep)
         self.last_seq = seq
-        for p, history, _ in fresh:
-            self._check_divergence(p, history)
-            self.bases[(p.origin or self.node_id, history)] = p.base
         for (origin, history), oseq in moved.items():
             hs = self.hmarks.setdefault(origin, {})
             hs[history] = oseq
             if next(reversed(hs)) == history:  # a history first seen is the latest-known
                 self.marks[origin] = oseq
+        for p, history, _ in fresh:
+            self.bases[(p.origin or self.node_id, history)] = p.base
+        for p, history, _ in fresh:  # against everything this commit applied too
+            self._check_divergence(p, history)
         self._count(group, outcomes, len(records), prep)
         it = iter(outcomes)
         return [[next(it) for _ in unit.items] for unit in group]

@@ -165,3 +165,19 @@ def test_marks_never_skip_a_new_history_nor_apply_twice(ops: list[tuple[str, int
 ])
 def test_known_cases(ops: list[tuple[str, int]], tmp_path: Path) -> None:
     asyncio.run(scenario(tmp_path, ops))
+
+
+def test_lost_writes_follows_the_ancestry() -> None:
+    from fanout.node.committer import lost_writes
+
+    h1, h2, h3, h4 = "1" * 16, "2" * 16, "3" * 16, "4" * 16
+    bases = {("o", h1): None, ("o", h2): (h1, 20), ("o", h3): (h2, 30)}
+    known = {h1: 20, h2: 30, h3: 35}
+    # an ordinary restart: the new history continues the latest one, nothing lost
+    assert lost_writes("o", (h3, 35), known, bases) == (0, set())
+    # restored from a copy taken at h1's oseq 20: h2 and h3 (15 writes) are gone
+    assert lost_writes("o", (h1, 20), known, bases) == (15, {h2, h3})
+    # restored from a copy taken inside h2 at oseq 25: h2 26..30 and h3 31..35
+    assert lost_writes("o", (h2, 25), known, bases) == (10, {h2, h3})
+    # a history whose base this node never learned (marks from a snapshot) is left out
+    assert lost_writes("o", (h1, 20), {h1: 20, h4: 9}, bases) == (0, set())
