@@ -4,7 +4,8 @@ Stream format (text, one item a line)::
 
     {"format": "fanout-snapshot", "version": 1, "serverId": ..., "lastLogTick": "N",
      "marks": {"origin": "oseq", ...},
-     "histories": {"origin": {"history": "oseq", ...}, ...}}
+     "histories": {"origin": {"history": "oseq", ...}, ...},
+     "latestHistories": {"origin": "history", ...}}
     S CLASS{LABELS}{ATTRS}          one per series, in (class, labels) order
     TS/LAT:LON/ELEV CLASS{LABELS} VALUE    its readings, canonical, ascending
     E {"series": n, "points": m}    the trailer: a cut stream is never restored
@@ -14,7 +15,8 @@ transaction), so per-origin dedup makes the overlap with replication that resume
 ``lastLogTick`` exact: ArangoDB's "full sync, then continuous replication from the tick".
 
 ``marks`` is per origin its latest-known history's mark (what readers of version 1 used);
-``histories`` has every (origin, history) mark and is what a restore loads. A stream
+``histories`` has every (origin, history) mark and is what a restore loads, and
+``latestHistories`` names each origin's latest-known one (JSON objects have no order). A stream
 without it (written before histories) is read as all marks in the legacy history. The
 restored-into node keeps its own histories: the source's histories arrive as marks only.
 """
@@ -56,6 +58,8 @@ def header(server_id: str, snap: Snapshot) -> str:
         "lastLogTick": str(snap.last_seq),
         "marks": {k: str(v) for k, v in sorted(snap.marks.items())},
         "histories": marks_json(snap.history_marks),
+        "latestHistories": {o: next(reversed(hs)) for o, hs in snap.history_marks.items()
+                            if hs},
     }, sort_keys=True) + "\n"
 
 
@@ -104,6 +108,10 @@ class Reader:
                     for o, hs in h["histories"].items()}
             else:
                 self.history_marks = {o: {LEGACY_HISTORY: q} for o, q in self.marks.items()}
+            for o, latest in (h.get("latestHistories") or {}).items():
+                hs = self.history_marks.get(str(o), {})
+                if latest in hs:
+                    hs[latest] = hs.pop(latest)  # last: the origin's latest-known history
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SnapshotFormatError(f"line 1: bad snapshot header: {exc}") from None
         self._pending: str | None = None
