@@ -15,6 +15,9 @@ ERROR_LOOP = 1405
 ERROR_INVALID_CONFIGURATION = 1410
 ERROR_NO_START_TICK = 1413
 ERROR_START_TICK_NOT_PRESENT = 1414
+# fanout's own, in 1405's family: a record whose origin is the receiver's own id but from a
+# history the receiver never had, i.e. two live nodes configured with one id.
+ERROR_ID_COLLISION = 1420
 
 
 class FanoutError(Exception):
@@ -72,3 +75,7 @@ class SelectorError(FanoutError, ValueError):
 
 class StoreNotEmptyError(FanoutError):
     """A restore without ``replace`` found data or marks already in the store."""
+
+
+class NodeIdMismatchError(ConfigError):
+    """The store holds data written under another node id than the configured one."""

@@ -16,8 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fanout.datalog.format import Record
+from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.errors import (
+    ERROR_ID_COLLISION,
     ERROR_INVALID_RESPONSE,
     ERROR_NO_RESPONSE,
     ERROR_START_TICK_NOT_PRESENT,
@@ -68,7 +69,8 @@ class Forwarder:
         self.verify_locally = cfg.sink.type != "fanout"
         self.reader = SourceReader(cfg.source_dir, cursor, verify=self.verify_locally)
         self._verify_until: str | None = None
-        self._target_marks: dict[str, int] | None = None
+        # the target's marks per origin and history, when it can tell (a fanout node)
+        self._target_marks: dict[str, dict[str, int]] | None = None
         self._check_gap = False  # armed at connect and after every outage
         self._resyncs = 0
         self.state.last_processed = cursor
@@ -152,7 +154,7 @@ class Forwarder:
         self.state.set_phase(Phase.CONNECTING, f"asking {self.cfg.sink.endpoint} who it is")
         try:
             self.state.target_id = await self._with_retry(self.sink.describe)
-            self._target_marks = await self._with_retry(self.sink.marks)
+            self._target_marks = await self._with_retry(self._fetch_marks)
         except SinkRejected as exc:
             raise ForwarderStopped(ERROR_TARGET_ERROR, str(exc)) from None
         self._check_gap = True
@@ -226,24 +228,39 @@ class Forwarder:
                 await asyncio.wait_for(self.wake.wait(), 0.5)
         self.state.set_phase(Phase.RUNNING, "resumed")
 
+    async def _fetch_marks(self) -> dict[str, dict[str, int]] | None:
+        fetch = getattr(self.sink, "history_marks", None)
+        if fetch is not None:
+            return dict(await fetch())
+        flat = await self.sink.marks()
+        return None if flat is None else {o: {LEGACY_HISTORY: q} for o, q in flat.items()}
+
     async def _gap_check(self, chunk: Chunk, single_until: str | None) -> Chunk | None:
-        """ArangoDB 1414: the first record of an origin must be at most one past what the
-        target has applied; otherwise records in between are gone (retention dropped
-        them, or the target lost its data) and continuing would hide the hole."""
+        """ArangoDB 1414: the first record of an (origin, history) must be at most one
+        past what the target has applied of that history (past the history's base oseq
+        when the target has not seen it yet); otherwise records in between are gone
+        (retention dropped them, or the target lost its data) and continuing would hide
+        the hole."""
         marks = self._target_marks
         self._check_gap = False
         if marks is None:
             return chunk
-        first: dict[str, Record] = {}
+        first: dict[tuple[str, str], Record] = {}
         for rec in chunk.records:
-            first.setdefault(rec.origin, rec)
-        gaps = [(o, r) for o, r in first.items() if r.oseq > marks.get(o, 0) + 1]
+            first.setdefault((rec.origin, rec.history), rec)
+        gaps = []
+        for (origin, history), r in first.items():
+            have = marks.get(origin, {}).get(history)
+            if have is None:
+                have = r.base[1] if r.base is not None else 0
+            if r.oseq > have + 1:
+                gaps.append((origin, history, have, r))
         if not gaps:
             return chunk
-        origin, rec = gaps[0]
+        origin, history, have, rec = gaps[0]
         what = (f"start tick not present: {self.cfg.target} has origin {origin} up to oseq "
-                f"{marks.get(origin, 0)}, the next record is oseq {rec.oseq} (seq {rec.seq})"
-                "; the records in between are gone (dropped by retention?)")
+                f"{have} (history {history}), the next record is oseq {rec.oseq} (seq "
+                f"{rec.seq}); the records in between are gone (dropped by retention?)")
         if not self.cfg.auto_resync:
             raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
                                    f"{what}: run fanout bootstrap --replace, or set "
@@ -274,7 +291,12 @@ class Forwarder:
                                    f"auto_resync failed: {exc}") from None
         log.warning("auto_resync restored %s series, %s points at tick %s", result["series"],
                     result["points"], result["lastLogTick"])
-        self._target_marks = {k: int(v) for k, v in result["marks"].items()}
+        if "histories" in result:
+            self._target_marks = {o: {h: int(v) for h, v in hs.items()}
+                                  for o, hs in result["histories"].items()}
+        else:
+            self._target_marks = {k: {LEGACY_HISTORY: int(v)}
+                                  for k, v in result["marks"].items()}
 
     def _start_build(self, single_until: str | None,
                      rescan: bool = False) -> asyncio.Future[Chunk | None]:
@@ -372,10 +394,11 @@ class Forwarder:
                 # store), so its marks are fetched and checked again before sending
                 self._check_gap = True
                 with contextlib.suppress(SinkError):
-                    self._target_marks = await self.sink.marks()
+                    self._target_marks = await self._fetch_marks()
             if self.failures.count and self.state.last_error is not None and \
                     self.state.last_error.error_num in (ERROR_NO_RESPONSE,
-                                                        ERROR_INVALID_RESPONSE):
+                                                        ERROR_INVALID_RESPONSE,
+                                                        ERROR_ID_COLLISION):
                 self.state.last_error = None  # an outage that is over is not a current error
             self.failures.recovered()
             self.backoff.reset()
@@ -388,7 +411,9 @@ class Forwarder:
         s.total_failed_connects += 1
         s.last_error = LastError(exc.error_num, str(exc))
         limit = self.cfg.max_connect_retries
-        if limit and s.failed_connects >= limit:
+        # An id collision is not an unreachable target: it is retried until the operator
+        # fixes the ids, whatever max_connect_retries says (the files stay pending).
+        if limit and s.failed_connects >= limit and exc.error_num != ERROR_ID_COLLISION:
             raise ForwarderStopped(ERROR_NO_RESPONSE,
                                    f"no response from {self.cfg.sink.endpoint} after "
                                    f"{s.failed_connects} tries: {exc}")

@@ -20,6 +20,8 @@ def dump(paths: list[Path], out: TextIO = sys.stdout) -> None:
                 "seq": str(rec.seq), "origin": rec.origin, "oseq": str(rec.oseq),
                 "time": rec.time, "op": rec.op, "token_id": rec.token_id,
                 "params": rec.params, "via": list(rec.via), "bytes": len(rec.body),
+                "history": rec.history,
+                "base": None if rec.base is None else [rec.base[0], str(rec.base[1])],
             }
             out.write(json.dumps(head, sort_keys=True) + "\n")
             for line in rec.body.decode("utf-8", "replace").splitlines():

@@ -10,7 +10,9 @@ caught as surely as a flipped payload byte. The file header's count (under its o
 catches a file cut exactly at a record boundary, which framing alone cannot see.
 
 A record's header is compact JSON with sorted keys: small next to the body, readable in a
-hex dump, and open to new fields without a new format version.
+hex dump, and open to new fields without a new format version. ``history`` (the origin's
+history id, 16 hex characters) and ``base`` (``[base history, base oseq]`` or null) came
+later: a record without them is read as history ``0000000000000000`` with no base.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def relog_problem(rec: Record) -> str | None:
             f"with one more id in 'via'")
 
 
+LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
+_HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
+
 _NAME_RE = re.compile(r"^(\d{20})-([A-Za-z0-9_.-]{1,64})\.dlog$")
 
 
@@ -77,6 +82,10 @@ class Record:
     params: dict[str, Any] = field(default_factory=dict)
     via: tuple[str, ...] = ()
     body: bytes = b""
+    # The origin's history this write belongs to, and that history's base (see
+    # fanout.store.base.History); both travel unchanged through every hop, like oseq.
+    history: str = LEGACY_HISTORY
+    base: tuple[str, int] | None = None
     # The verified bytes this record was decoded from, so forwarding never re-encodes or
     # re-checksums it; empty for records built in memory.
     frame: bytes = field(default=b"", compare=False, repr=False)
@@ -92,6 +101,8 @@ class Record:
                 "token_id": self.token_id,
                 "params": self.params,
                 "via": list(self.via),
+                "history": self.history,
+                "base": None if self.base is None else list(self.base),
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -156,9 +167,21 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     if h["op"] not in OPS:
         raise DatalogCorruptError(path, offset, f"bad record header: field 'op' must be one "
                                   f"of {', '.join(OPS)}, got {_show(h['op'])}")
+    history = h.get("history", LEGACY_HISTORY)  # absent: written before histories
+    if not isinstance(history, str) or not _HISTORY_RE.fullmatch(history):
+        raise DatalogCorruptError(path, offset, "bad record header: field 'history' must be "
+                                  f"16 lowercase hex digits, got {_show(history)}")
+    base = h.get("base")
+    if base is not None:
+        if not (isinstance(base, list) and len(base) == 2 and isinstance(base[0], str)
+                and _HISTORY_RE.fullmatch(base[0]) and type(base[1]) is int
+                and 0 <= base[1] < 1 << 63):
+            raise DatalogCorruptError(path, offset, "bad record header: field 'base' must be "
+                                      f"null or [history, oseq], got {_show(base)}")
+        base = (base[0], base[1])
     return Record(seq=h["seq"], origin=h["origin"], oseq=h["oseq"], time=h["time"],
                   op=h["op"], token_id=h["token_id"], params=h["params"],
-                  via=tuple(h["via"]), body=body, frame=frame)
+                  via=tuple(h["via"]), body=body, history=history, base=base, frame=frame)
 
 
 def _finite_float(text: str) -> float:

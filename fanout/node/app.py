@@ -57,6 +57,8 @@ class ReplicationStats:
     batches: int = 0
     records: int = 0
     loops: int = 0
+    collisions: int = 0  # batches refused with 1420 (a record of our id, foreign history)
+    last_collision: dict[str, object] | None = None
 
 
 @dataclass
@@ -139,10 +141,11 @@ async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
 
 def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:
     """Tell the client where its write stands: a replica has it once its marks reach
-    (origin, oseq), which is how lag is measured end to end."""
+    (origin, history, oseq), which is how lag is measured end to end."""
     resp.headers["X-Fanout-Tick"] = str(pending.seq)
     resp.headers["X-Fanout-Origin"] = node.config.id
     resp.headers["X-Fanout-Oseq"] = str(pending.oseq)
+    resp.headers["X-Fanout-History"] = pending.history or node.committer.history.id
     return resp
 
 

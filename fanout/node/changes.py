@@ -52,6 +52,8 @@ class Pending:
     oseq: int = 0
     time: int = 0
     via: tuple[str, ...] = field(default_factory=tuple)
+    history: str | None = None  # the origin's history; None for a client write here
+    base: tuple[str, int] | None = None  # that history's base (replicated writes only)
     log: bool = True
     seq: int = 0  # set by the committer: the datalog seq this write was logged at
 

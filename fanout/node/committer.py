@@ -6,6 +6,10 @@ point (see ``fanout.datalog.writer``). Writes are acknowledged only after public
 
 All commits run on one dedicated thread, so seq and oseq stay dense and ordered without
 locks; the asyncio side only queues units and awaits their futures.
+
+Client writes here are logged under this process's own history (begun in the store when
+the committer is built, before anything is served); their oseq continues from the
+history's base. Replicated writes keep their origin's history and base.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanout.datalog.format import Record
+from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.datalog.writer import DatalogWriter, Prepared
 from fanout.errors import DiskFullError, FanoutError
 from fanout.node.changes import Pending
-from fanout.store.base import Entry, Outcome, Store
+from fanout.store.base import Base, Entry, History, HistoryMarks, Outcome, Store
 
 log = logging.getLogger("fanout.node.commit")
 
@@ -66,18 +70,27 @@ class CommitStats:
     last_group_units: int = 0
     last_error: str | None = None
     gap_origins: dict[str, int] = field(default_factory=dict)
+    # One entry per (origin, history) first seen that says the origin went back in time
+    # (or was re-created): see Committer._check_divergence.
+    divergence: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Committer:
     def __init__(
-        self, store: Store, writer: DatalogWriter, node_id: str, group_commit: bool = True
+        self, store: Store, writer: DatalogWriter, node_id: str, group_commit: bool = True,
+        history: History | None = None,
     ):
         self.store = store
         self.writer = writer
         self.node_id = node_id
         self.group_commit = group_commit
         self.last_seq = store.last_seq()
-        self.marks = store.marks()
+        # This process's own history: begun here unless the caller began it already.
+        self.history = history if history is not None else store.begin_history(node_id)
+        self.own_history_ids = own_history_ids(store.own_histories())
+        self.hmarks: HistoryMarks = store.history_marks()
+        self.bases = store.history_bases()  # (origin, history) -> base, as first seen
+        self.marks = store.marks()  # per origin, its latest-known history's mark
         self.stats = CommitStats()
         self.started = time.time()
         self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
@@ -241,32 +254,49 @@ class Committer:
 
     # -- on the commit thread ------------------------------------------------------------
 
+    def own_oseq(self) -> int:
+        """The last oseq given out in this process's history (its base oseq before any)."""
+        mark = self.hmarks.get(self.node_id, {}).get(self.history.id)
+        if mark is not None:
+            return mark
+        return self.history.base[1] if self.history.base is not None else 0
+
     def _commit(self, group: list[Unit]) -> list[list[Outcome]]:
         now_ms = int(time.time() * 1000)
         seq = self.last_seq
-        moved: dict[str, int] = {}
+        moved: dict[tuple[str, str], int] = {}
         entries: list[Entry] = []
         records: list[Record] = []
+        fresh: list[tuple[Pending, str, int]] = []
         for unit in group:
             for p in unit.items:
                 origin = p.origin or self.node_id
-                mark = moved.get(origin, self.marks.get(origin, 0))
                 if p.origin is None:
-                    oseq, when, via = mark + 1, now_ms, ()
+                    history, base = self.history.id, self.history.base
+                    key = (origin, history)
+                    oseq = moved.get(key, self.own_oseq()) + 1
+                    when, via = now_ms, ()
                 else:
+                    history, base = p.history or LEGACY_HISTORY, p.base
+                    key = (origin, history)
                     oseq, when, via = p.oseq, p.time, (*p.via, self.node_id)
-                entries.append(Entry(origin, oseq, p.change))
-                if oseq <= mark:
-                    continue  # duplicate: the store skips it, and it is not logged again
-                moved[origin] = oseq
+                    mark = moved.get(key, self.hmarks.get(origin, {}).get(history))
+                    if mark is None:
+                        fresh.append((p, history, oseq))
+                    elif oseq <= mark:
+                        # duplicate: the store skips it, and it is not logged again
+                        entries.append(Entry(origin, oseq, p.change, history, base))
+                        continue
+                entries.append(Entry(origin, oseq, p.change, history, base))
+                moved[key] = oseq
                 if p.origin is None:
                     p.oseq = oseq
+                    p.history = history
                 if p.log:
                     seq += 1
                     p.seq = seq
-                    records.append(
-                        Record(seq, origin, oseq, when, p.op, p.token_id, p.params, via, p.body)
-                    )
+                    records.append(Record(seq, origin, oseq, when, p.op, p.token_id, p.params,
+                                          via, p.body, history, base))
         prep = self.writer.prepare(records) if records else None
         try:
             outcomes = self.store.apply(entries, seq)
@@ -277,10 +307,52 @@ class Committer:
         if prep is not None:
             self._publish(prep)
         self.last_seq = seq
-        self.marks.update(moved)
+        for (origin, history), oseq in moved.items():
+            hs = self.hmarks.setdefault(origin, {})
+            hs[history] = oseq
+            if next(reversed(hs)) == history:  # a history first seen is the latest-known
+                self.marks[origin] = oseq
+        for p, history, _ in fresh:
+            self.bases[(p.origin or self.node_id, history)] = p.base
+        for p, history, _ in fresh:  # against everything this commit applied too
+            self._check_divergence(p, history)
         self._count(group, outcomes, len(records), prep)
         it = iter(outcomes)
         return [[next(it) for _ in unit.items] for unit in group]
+
+    def _check_divergence(self, p: Pending, history: str) -> None:
+        """The first write of an origin's history this node had not seen. If this node
+        holds writes of that origin outside the new history's ancestry (more of a base
+        history than the origin had when it branched, or a sibling branch), the origin
+        lost writes this node still has (it was restored from an older copy): say so. A
+        new history without a base (a wiped or new store) while this node knows other
+        histories of the origin is reported too, for information. Either way the writes
+        are applied; nothing is hidden or dropped. Histories whose base this node does not
+        know (marks from a snapshot) are left out: no false alarms."""
+        assert p.origin is not None
+        known = {h: m for h, m in self.hmarks.get(p.origin, {}).items() if h != history}
+        if not known:
+            return
+        if p.base is None:
+            ahead = max(known.values())
+            what = (f"origin {p.origin} started history {history} from an empty store, "
+                    f"while this node holds its histories {sorted(known)} up to oseq "
+                    f"{ahead} (re-created with the same id, or wiped?)")
+        else:
+            ahead, lost = lost_writes(p.origin, p.base, known, self.bases)
+            if not ahead:
+                return
+            what = (f"origin {p.origin} started history {history} from history "
+                    f"{p.base[0]} at oseq {p.base[1]}, but this node holds {ahead} write(s)"
+                    f" of it beyond that (histories {sorted(lost)}) that the origin no "
+                    "longer has (restored from an older copy?)")
+        log.error("DIVERGENCE: %s", what)
+        self.stats.divergence.append({
+            "origin": p.origin, "history": history,
+            "base": None if p.base is None else [p.base[0], str(p.base[1])],
+            "ahead": ahead, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "message": what})
+        del self.stats.divergence[:-100]  # bounded: the newest ones matter
 
     def _publish(self, prep: Prepared) -> None:
         """The store has committed: the file must be published before anyone is answered.
@@ -349,3 +421,48 @@ class Committer:
                 s.gap_origins[origin] = s.gap_origins.get(origin, 0) + 1
                 log.error("GAP from origin %s at oseq %d: records are missing upstream",
                           origin, p.oseq)
+
+
+def own_history_ids(own: list[History]) -> frozenset[str]:
+    """Every history a record of this node's own may carry: its own histories and their
+    bases (the legacy history of an upgraded store, or a history of a restored copy)."""
+    ids = {h.id for h in own}
+    ids.update(h.base[0] for h in own if h.base is not None)
+    return frozenset(ids)
+
+
+def lost_writes(origin: str, base: Base, known: dict[str, int],
+                bases: dict[tuple[str, str], Base | None]) -> tuple[int, set[str]]:
+    """How many of ``known`` (history -> mark) writes of ``origin`` lie outside the
+    ancestry of a history that starts at ``base``, and in which histories.
+
+    The ancestry is the base history left at the base oseq, its base left at its base
+    oseq, and so on, as far as this node knows the bases. Outside it: whatever this node
+    holds of an ancestor past the point the chain left it, and every known history whose
+    own base chain reaches the ancestry but is not part of it (a sibling branch)."""
+    anc: dict[str, int] = {base[0]: base[1]}
+    cur = base[0]
+    while (b := bases.get((origin, cur))) is not None and b[0] not in anc:
+        anc[b[0]] = b[1]
+        cur = b[0]
+    ahead = 0
+    lost: set[str] = set()
+    for h, left in anc.items():
+        if known.get(h, 0) > left:
+            ahead += known[h] - left
+            lost.add(h)
+    for h, mark in known.items():
+        if h in anc:
+            continue
+        seen = {h}
+        cur = h
+        while (b := bases.get((origin, cur))) is not None and b[0] not in seen:
+            if b[0] in anc:
+                own = bases[(origin, h)]
+                assert own is not None
+                ahead += max(0, mark - own[1])
+                lost.add(h)
+                break
+            seen.add(b[0])
+            cur = b[0]
+    return ahead, lost

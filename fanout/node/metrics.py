@@ -100,6 +100,14 @@ class StateCollector(Collector):
                                 value=0.0 if writes.get("datalogWritable") is False else 1.0)
         yield CounterMetricFamily("fanout_node_loops", "Replicated records dropped as loops",
                                   value=_num(rep.get("loops")))
+        yield GaugeMetricFamily("fanout_node_divergent_origins",
+                                "Origins this node holds writes of that the origin no longer "
+                                "has (restored from an older copy, or re-created)",
+                                value=float(len(rep.get("divergentOrigins") or [])))
+        yield CounterMetricFamily("fanout_node_id_collisions",
+                                  "Replication batches refused: a write of this node's id "
+                                  "from a history it never had (errorNum 1420)",
+                                  value=_num(rep.get("collisions")))
         yield CounterMetricFamily("fanout_node_replicated_records",
                                   "Records received from forwarders",
                                   value=_num(rep.get("records")))

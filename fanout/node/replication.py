@@ -1,22 +1,31 @@
 """``POST /api/v0/replicate``: apply a forwarder's batch of raw datalog records.
 
 The body is records framed exactly as in a datalog file (no file header), so every record's
-CRC is checked on arrival. A batch commits as one unit (one transaction, per-origin dedup);
-loops are dropped before they reach the committer.
+CRC is checked on arrival. A batch commits as one unit (one transaction, per-(origin,
+history) dedup); loops are dropped before they reach the committer.
+
+A record whose origin is this node's own id is a loop (dropped and counted, ArangoDB 1405)
+when its history is one of this node's own or its ``via`` holds this node: it is our own
+write coming back. Otherwise another live node uses our id: an **id collision** (1420).
+The whole batch is refused with 409 and nothing of it is applied; the forwarder keeps it
+pending and retries, so it replicates once the operator gives one of the nodes another id.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from fanout.datalog.format import Record, decode_frames
-from fanout.errors import DatalogCorruptError, GTSParseError, SelectorError
+from fanout.errors import ERROR_ID_COLLISION, DatalogCorruptError, GTSParseError, SelectorError
 from fanout.node.app import NODE, _commit
 from fanout.node.changes import Pending, change_of
 from fanout.node.http import authorize, fail, json_reply, read_body
 from fanout.node.validate import RecordInvalid, validate_batch
+from fanout.statefile import iso_now
 from fanout.store.base import Update
 
 log = logging.getLogger("fanout.node.replication")
@@ -34,6 +43,10 @@ async def handle_replicate(request: web.Request) -> web.Response:
         fail(400, f"corrupt batch: {exc}")
     _validate(records)
     me = node.config.id
+    own = node.committer.own_history_ids
+    for rec in records:
+        if rec.origin == me and rec.history not in own and me not in rec.via:
+            refuse_collision(node, rec)
     pending: list[Pending] = []
     loops = 0
     for rec in records:
@@ -48,7 +61,7 @@ async def handle_replicate(request: web.Request) -> web.Response:
             rec.op, rec.token_id, rec.params, rec.body, change,
             points=len(change.readings) if isinstance(change, Update) else 0,
             origin=rec.origin, oseq=rec.oseq, time=rec.time, via=rec.via,
-            log=node.config.log_remote_changes,
+            history=rec.history, base=rec.base, log=node.config.log_remote_changes,
         ))
     node.replication.loops += loops
     node.replication.batches += 1
@@ -72,3 +85,20 @@ def _validate(records: list[Record]) -> None:
     except RecordInvalid as exc:
         log.warning("refused a replicated batch of %d records: %s", len(records), exc)
         fail(400, f"invalid record: {exc}")
+
+
+def refuse_collision(node: Any, rec: Record) -> NoReturn:
+    """409 with errorNum 1420: two live nodes have one id (see the module docstring)."""
+    me = node.config.id
+    message = (f"id collision: this batch holds a write of origin {me!r} from history "
+               f"{rec.history} (seq {rec.seq}, oseq {rec.oseq}), but node {me!r} here never "
+               f"had that history: two running nodes are configured with id {me!r}. Give "
+               "one of them another id (a new id needs its own empty store and datalog); "
+               "nothing of this batch was applied, the sender keeps it and retries")
+    node.replication.collisions += 1
+    node.replication.last_collision = {"origin": me, "history": rec.history,
+                                       "time": iso_now(), "message": message}
+    log.error("%s", message)
+    raise web.HTTPConflict(text=json.dumps({
+        "error": True, "code": 409, "errorNum": ERROR_ID_COLLISION, "errorMessage": message,
+        "origin": me, "history": rec.history}), content_type="application/json")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from fanout.config import NodeConfig
 from fanout.datalog.writer import DatalogWriter
-from fanout.errors import FanoutError
+from fanout.errors import FanoutError, NodeIdMismatchError
 from fanout.node.app import Node, build_app
 from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
@@ -57,12 +57,19 @@ def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
         "lastError": s.last_error,
         "writes": node.writes.state(),
         "marks": {k: str(v) for k, v in c.marks.items()},
+        "history": c.history.id,
+        "historyBase": None if c.history.base is None else [c.history.base[0],
+                                                             str(c.history.base[1])],
         "replication": {
             "batches": node.replication.batches,
             "records": node.replication.records,
             "loops": node.replication.loops,
             "duplicates": s.duplicates,
             "gaps": s.gaps,
+            "collisions": node.replication.collisions,
+            "lastCollision": node.replication.last_collision,
+            "divergence": list(s.divergence),
+            "divergentOrigins": sorted({d["origin"] for d in s.divergence}),
         },
     }
 
@@ -86,7 +93,18 @@ def open_node(cfg: NodeConfig) -> Node:
             f"{cfg.store.path or '(memory)'} has committed only up to {committed}: they do "
             "not belong together"
         )
-    committer = Committer(store, writer, cfg.id, cfg.group_commit)
+    try:
+        # A new history for this process start, durable before anything is served.
+        history = store.begin_history(cfg.id)
+    except NodeIdMismatchError as exc:
+        store.close()
+        raise NodeIdMismatchError(cfg.source, "id", f"{exc.problem} (store {exc.path})",
+                                  exc.hint) from None
+    except BaseException:
+        store.close()
+        raise
+    log.info("node %s begins history %s (base %s)", cfg.id, history.id, history.base)
+    committer = Committer(store, writer, cfg.id, cfg.group_commit, history=history)
     return Node(cfg, tokens, store, committer, started=time.time())
 
 

@@ -3,7 +3,9 @@
 Stream format (text, one item a line)::
 
     {"format": "fanout-snapshot", "version": 1, "serverId": ..., "lastLogTick": "N",
-     "marks": {"origin": "oseq", ...}}
+     "marks": {"origin": "oseq", ...},
+     "histories": {"origin": {"history": "oseq", ...}, ...},
+     "latestHistories": {"origin": "history", ...}}
     S CLASS{LABELS}{ATTRS}          one per series, in (class, labels) order
     TS/LAT:LON/ELEV CLASS{LABELS} VALUE    its readings, canonical, ascending
     E {"series": n, "points": m}    the trailer: a cut stream is never restored
@@ -11,6 +13,12 @@ Stream format (text, one item a line)::
 The marks and lastLogTick are those of exactly the data that follows (one read
 transaction), so per-origin dedup makes the overlap with replication that resumes after
 ``lastLogTick`` exact: ArangoDB's "full sync, then continuous replication from the tick".
+
+``marks`` is per origin its latest-known history's mark (what readers of version 1 used);
+``histories`` has every (origin, history) mark and is what a restore loads, and
+``latestHistories`` names each origin's latest-known one (JSON objects have no order). A stream
+without it (written before histories) is read as all marks in the legacy history. The
+restored-into node keeps its own histories: the source's histories arrive as marks only.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from fanout.gts import format_meta, format_reading, parse_meta, parse_update
 from fanout.gts.model import MetaLine, Reading
 from fanout.node.app import NODE
 from fanout.node.http import authorize, fail, json_reply
-from fanout.store.base import Point, SeriesDump, Snapshot
+from fanout.store.base import LEGACY_HISTORY, HistoryMarks, Point, SeriesDump, Snapshot
 
 log = logging.getLogger("fanout.node.snapshot")
 
@@ -52,7 +60,16 @@ def header(server_id: str, snap: Snapshot) -> str:
         "format": FORMAT, "version": VERSION, "serverId": server_id,
         "lastLogTick": str(snap.last_seq),
         "marks": {k: str(v) for k, v in sorted(snap.marks.items())},
+        "histories": marks_json(snap.history_marks),
+        "latestHistories": {o: next(reversed(hs)) for o, hs in snap.history_marks.items()
+                            if hs},
     }, sort_keys=True) + "\n"
+
+
+def marks_json(marks: HistoryMarks) -> dict[str, dict[str, str]]:
+    """(origin, history) marks as JSON: oseqs as strings, like every tick leaving us."""
+    copy = [(o, dict(hs)) for o, hs in list(marks.items())]  # the commit thread writes on
+    return {o: {h: str(q) for h, q in hs.items()} for o, hs in sorted(copy)}
 
 
 def encode(server_id: str, snap: Snapshot) -> Iterator[str]:
@@ -90,6 +107,16 @@ class Reader:
             self.server_id = str(h["serverId"])
             self.last_log_tick = int(h["lastLogTick"])
             self.marks = {str(k): int(v) for k, v in h["marks"].items()}
+            if "histories" in h:
+                self.history_marks: HistoryMarks = {
+                    str(o): {str(k): int(v) for k, v in hs.items()}
+                    for o, hs in h["histories"].items()}
+            else:
+                self.history_marks = {o: {LEGACY_HISTORY: q} for o, q in self.marks.items()}
+            for o, latest in (h.get("latestHistories") or {}).items():
+                hs = self.history_marks.get(str(o), {})
+                if latest in hs:
+                    hs[latest] = hs.pop(latest)  # last: the origin's latest-known history
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SnapshotFormatError(f"line 1: bad snapshot header: {exc}") from None
         self._pending: str | None = None
@@ -240,21 +267,23 @@ async def _spool(request: web.Request, spool: Path, limit: int, stall: float) ->
 
 
 def _restore(node: Any, spool: Path, replace: bool) -> dict[str, Any]:
-    """On the commit thread. This node's own mark never goes down: its next client write
-    must not reuse an oseq it already gave out."""
+    """On the commit thread. This node's own marks never go down: its next client write
+    must not reuse an oseq it already gave out in its history."""
     c = node.committer
     with open(spool, encoding="utf-8") as f:
         reader = Reader(f)
-        marks = dict(reader.marks)
+        marks = {o: dict(hs) for o, hs in reader.history_marks.items()}
         me = node.config.id
-        own = max(marks.get(me, 0), c.marks.get(me, 0))
-        if own:
-            marks[me] = own
+        for h, q in c.hmarks.get(me, {}).items():
+            mine = marks.setdefault(me, {})
+            mine[h] = max(mine.get(h, 0), q)
         node.store.restore(marks, reader.series(), replace)
+    c.hmarks = node.store.history_marks()
     c.marks = node.store.marks()
     return {"serverId": reader.server_id, "lastLogTick": str(reader.last_log_tick),
             "series": reader.series_count, "points": reader.points,
-            "marks": {k: str(v) for k, v in sorted(c.marks.items())}}
+            "marks": {k: str(v) for k, v in sorted(c.marks.items())},
+            "histories": marks_json(c.hmarks)}
 
 
 async def handle_marks(request: web.Request) -> web.Response:
@@ -266,7 +295,10 @@ async def handle_marks(request: web.Request) -> web.Response:
         authorize(request, node.tokens, "replicate")
     c = node.committer
     return json_reply({"serverId": node.config.id, "lastLogTick": str(c.last_seq),
-                       "marks": {k: str(v) for k, v in sorted(c.marks.items())}})
+                       "history": c.history.id,
+                       "marks": {k: str(v) for k, v in sorted(c.marks.items())},
+                       "histories": marks_json(c.hmarks),
+                       "divergence": list(c.stats.divergence)})
 
 
 def _may(request: web.Request, node: Any, permission: str) -> bool:

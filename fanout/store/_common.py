@@ -9,6 +9,7 @@ rule, turning an OSError or a sqlite error into DiskFullError); the backends onl
 from __future__ import annotations
 
 import errno
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
@@ -17,7 +18,7 @@ from fanout.errors import DiskFullError
 from fanout.gts import format_reading, series_key, sort_key
 from fanout.gts.model import Labels, Reading, Value
 
-from .base import Status
+from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -35,14 +36,46 @@ _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 T = TypeVar("T")
 
 
-def classify(marks: Mapping[str, int], origin: str, oseq: int) -> Status:
-    """Dedup decision for one entry against the origin's mark (0 when it has none)."""
-    mark = marks.get(origin, 0)
-    if oseq <= mark:
+def classify(marks: HistoryMarks, entry: Entry) -> Status:
+    """Dedup decision for one entry against the (origin, history) mark.
+
+    A history never seen before is never a duplicate: its writes are new whatever their
+    oseq (a re-created or restored origin reuses oseqs of an earlier history). Its first
+    entry is expected at base oseq + 1 (1 without a base); anything above is a gap."""
+    mark = marks.get(entry.origin, {}).get(entry.history)
+    if mark is None:
+        expected = (entry.base[1] if entry.base is not None else 0) + 1
+        return "gap" if entry.oseq > expected else "applied"
+    if entry.oseq <= mark:
         return "duplicate"
-    if oseq > mark + 1:
+    if entry.oseq > mark + 1:
         return "gap"
     return "applied"
+
+
+def latest_marks(marks: HistoryMarks) -> dict[str, int]:
+    """Per origin, the mark of its latest-known history (the last one first seen)."""
+    out: dict[str, int] = {}
+    for origin, hs in marks.items():
+        if hs:
+            out[origin] = hs[next(reversed(hs))]
+    return out
+
+
+def set_mark(marks: HistoryMarks, origin: str, history: str, oseq: int) -> None:
+    marks.setdefault(origin, {})[history] = oseq
+
+
+def new_history_id() -> str:
+    """16 lowercase hex characters, 64 random bits: two starts never collide in practice."""
+    return secrets.token_hex(8)
+
+
+def copy_marks(marks: HistoryMarks | Mapping[str, int]) -> HistoryMarks:
+    """A copy; plain per-origin marks (``{origin: oseq}``, the shape before histories) are
+    taken as marks of the legacy history."""
+    return {o: {LEGACY_HISTORY: hs} if isinstance(hs, int) else dict(hs)
+            for o, hs in marks.items()}
 
 
 def value_code(value: object) -> int:
@@ -140,4 +173,17 @@ def disk_full(exc: BaseException) -> DiskFullError | None:
             "database or disk is full" in str(exc)
         ):
             return DiskFullError(f"store: database or disk is full: {exc}")
+    return None
+
+
+def next_base(own: list[History], own_marks: dict[str, int]) -> Base | None:
+    """The base of a new own history: the latest own history that wrote anything (one
+    that wrote nothing is skipped, so receivers can follow the chain), with its mark; a
+    store upgraded from before histories continues the legacy history; None if the store
+    holds no own history (new or wiped)."""
+    if own:
+        last = own[-1]
+        return (last.id, own_marks[last.id]) if last.id in own_marks else last.base
+    if LEGACY_HISTORY in own_marks:
+        return LEGACY_HISTORY, own_marks[LEGACY_HISTORY]
     return None

@@ -1,9 +1,16 @@
 """The one small interface every store backend implements.
 
-A store applies *entries* (a change plus the origin and per-origin sequence that produced
-it) in one transaction together with the node's ``last_seq`` and the per-origin high-water
-marks. Keeping the marks in the same transaction as the data is what makes replicated
-apply idempotent after a crash at any point.
+A store applies *entries* (a change plus the origin, the origin's history and the
+per-origin sequence that produced it) in one transaction together with the node's
+``last_seq`` and the per-(origin, history) high-water marks. Keeping the marks in the same
+transaction as the data is what makes replicated apply idempotent after a crash at any
+point.
+
+Histories: an id names a node, not one continuous run of it. A store that was wiped,
+restored from a backup or copied cannot prove that it continues the history it holds, so
+every node *process start* begins a new history (see :class:`History`), and dedup keys on
+(origin, history), never on the origin alone: a new history's writes are never taken for
+duplicates of an old one's.
 """
 
 from __future__ import annotations
@@ -36,23 +43,56 @@ class Delete:
 Change = Update | Meta | Delete
 
 
+# The history of every record and mark written before histories existed.
+LEGACY_HISTORY = "0000000000000000"
+
+# (base history, base oseq): the history a new one continues from, and the origin's mark
+# in it when the new one began; the new history's first oseq is base oseq + 1.
+Base = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """One of this node's own histories (incarnations).
+
+    Each node process start begins one, recorded durably before the node serves or logs
+    anything. Only a running process that holds the instance lock can prove continuity; a
+    wiped, restored-from-backup or copied store cannot, so each start is a new history
+    (one row per restart; cheap). ``base`` is (the store's current own history, the
+    store's own mark in it) at start, None for a store that held no own history (wiped or
+    new): oseq keeps counting across an ordinary restart.
+    """
+
+    id: str
+    base: Base | None
+    started: float  # seconds since the epoch
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     origin: str
     oseq: int
     change: Change
+    history: str = LEGACY_HISTORY
+    base: Base | None = None  # the base of ``history`` (only needed for its first entry)
 
 
 Status = Literal["applied", "duplicate", "gap"]
+
+# origin -> history -> highest oseq applied; per origin, histories in the order first seen
+# (the last one is the origin's latest-known history).
+HistoryMarks = dict[str, dict[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What happened to one entry.
 
-    ``duplicate``: oseq <= the origin's mark, skipped. ``gap``: oseq > mark + 1, applied
-    anyway (and the mark moves to oseq) but the caller must report it. ``deleted`` holds
-    the canonical ``class{labels}`` of every series a Delete touched, sorted.
+    ``duplicate``: oseq <= the (origin, history) mark, skipped. ``gap``: oseq > mark + 1
+    (for a history not seen before: > base oseq + 1), applied anyway (and the mark moves to
+    oseq) but the caller must report it. A history not seen before is never duplicate.
+    ``deleted`` holds the canonical ``class{labels}`` of every series a Delete touched,
+    sorted.
     """
 
     status: Status
@@ -77,12 +117,12 @@ class Snapshot(Protocol):
     def snapshot(self) -> Snapshot:
         """A consistent view, taken without blocking writers for its whole duration."""
 
-    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks, series: Iterable[SeriesDump],
                 replace: bool) -> None:
         """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
-        is left alone (it counts this node's own datalog). Without ``replace`` the store
-        must hold no series and no marks (StoreNotEmptyError); with it, everything is
-        dropped first. On any error nothing changes."""
+        and this node's own histories are left alone (they belong to this node). Without
+        ``replace`` the store must hold no series and no marks (StoreNotEmptyError); with
+        it, everything is dropped first. On any error nothing changes."""
 
     def is_empty(self) -> bool: ...
 
@@ -96,7 +136,23 @@ class Store(Protocol):
         """Highest datalog seq committed with data; 0 for a new store. Durable for both."""
 
     def marks(self) -> dict[str, int]:
-        """Per origin, the highest oseq applied."""
+        """Per origin, the highest oseq applied in its latest-known history."""
+
+    def history_marks(self) -> HistoryMarks:
+        """Per origin and history, the highest oseq applied (a copy)."""
+
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        """Per (origin, history), the base its first applied record named (None when it
+        had none, or the mark came from a restore)."""
+
+    def own_histories(self) -> list[History]:
+        """This node's own histories, oldest first (durable)."""
+
+    def begin_history(self, node_id: str) -> History:
+        """Start a new own history, durably, and return it (see :class:`History`).
+
+        The store remembers ``node_id``; if it holds data or histories of another id it
+        raises NodeIdMismatchError and changes nothing."""
 
     def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
         """Apply all entries and set last_seq, atomically and durably, or raise and change
@@ -119,12 +175,12 @@ class Store(Protocol):
     def snapshot(self) -> Snapshot:
         """A consistent view, taken without blocking writers for its whole duration."""
 
-    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks, series: Iterable[SeriesDump],
                 replace: bool) -> None:
         """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
-        is left alone (it counts this node's own datalog). Without ``replace`` the store
-        must hold no series and no marks (StoreNotEmptyError); with it, everything is
-        dropped first. On any error nothing changes."""
+        and this node's own histories are left alone (they belong to this node). Without
+        ``replace`` the store must hold no series and no marks (StoreNotEmptyError); with
+        it, everything is dropped first. On any error nothing changes."""
 
     def is_empty(self) -> bool: ...
 

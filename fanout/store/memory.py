@@ -3,7 +3,10 @@
 ``last_seq`` lives in one small file, replaced atomically (temp file, fsync, rename, fsync
 of the directory) *before* memory changes, so an apply that fails, including on a full
 disk, changes nothing. After a restart ``last_seq`` continues where it was; data and marks
-start empty.
+start empty. The same file keeps this node's own mark in its current history (``last_seq
+history oseq``; a file of one number, written before histories existed, has none), so a
+restarted memory node's next history continues its oseq; the node's own histories and id
+live in ``<seq file>.histories.json``, rewritten once per start.
 
 An apply runs in two phases. Staging validates every entry and works out its effects
 against an overlay of the series (existence and attributes only: no entry ever needs to
@@ -15,8 +18,10 @@ take the same lock only to copy out what they print, so they never wait for an f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -28,14 +33,28 @@ from ._common import (
     check_delete_range,
     check_reading,
     classify,
+    copy_marks,
     deleted_keys,
     disk_full,
     format_series,
+    latest_marks,
     merge_attrs,
+    new_history_id,
+    next_base,
     ordered,
     range64,
 )
-from .base import Delete, Entry, Meta, Outcome, SeriesDump, Update
+from .base import (
+    Base,
+    Delete,
+    Entry,
+    History,
+    HistoryMarks,
+    Meta,
+    Outcome,
+    SeriesDump,
+    Update,
+)
 
 Key = tuple[str, Labels]
 Point = tuple[float | None, float | None, int | None, Value]  # lat, lon, elev, value
@@ -127,9 +146,15 @@ class MemoryStore:
             if full is not None:
                 raise full from exc
             raise
+        self._own: tuple[str, int] | None = None  # (current own history, own mark in it)
         self._last_seq = self._read_seq()
+        self._hist_path = self._seq_path.with_name(self._seq_path.name + ".histories.json")
+        self._node_id: str | None = None
+        self._histories: list[History] = []
+        self._read_histories()
         self._series: dict[Key, _Series] = {}
-        self._marks: dict[str, int] = {}
+        self._marks: HistoryMarks = {}
+        self._bases: dict[tuple[str, str], Base | None] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -140,22 +165,44 @@ class MemoryStore:
             text = self._seq_path.read_text(encoding="ascii")
         except FileNotFoundError:
             return 0
+        fields = text.split()
         try:
-            value = int(text.strip())
-        except ValueError:
+            value = int(fields[0])
+            if len(fields) == 3:
+                self._own = (fields[1], int(fields[2]))
+            elif len(fields) != 1:
+                raise ValueError
+        except (ValueError, IndexError):
             raise ValueError(f"{self._seq_path}: not a sequence number: {text!r}") from None
         if value < 0:
             raise ValueError(f"{self._seq_path}: negative sequence number {value}")
         return value
 
-    def _write_seq(self, value: int) -> None:
-        path = self._seq_path
+    def _read_histories(self) -> None:
+        try:
+            data = json.loads(self._hist_path.read_text(encoding="utf-8"))
+            self._node_id = data["node_id"]
+            self._histories = [
+                History(h["id"], None if h["base"] is None else (h["base"][0], h["base"][1]),
+                        h["started"]) for h in data["histories"]]
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"{self._hist_path}: unreadable: {exc}") from None
+
+    def _seq_text(self, value: int, own: tuple[str, int] | None) -> str:
+        return f"{value}\n" if own is None else f"{value} {own[0]} {own[1]}\n"
+
+    def _write_seq(self, value: int, own: tuple[str, int] | None = None) -> None:
+        self._write_file(self._seq_path, self._seq_text(value, own))
+
+    def _write_file(self, path: Path, text: str) -> None:
         tmp = path.with_name(path.name + ".tmp")
         replaced = False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                data = f"{value}\n".encode("ascii")
+                data = text.encode("utf-8")
                 while data:
                     data = data[os.write(fd, data) :]
                 os.fsync(fd)
@@ -171,11 +218,12 @@ class MemoryStore:
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            if replaced:
+            if replaced and path == self._seq_path:
                 # The new value may or may not reach the disk: put the old one back, best
                 # effort, so that a failed apply leaves the file as it was.
                 with contextlib.suppress(OSError):
-                    path.write_text(f"{self._last_seq}\n", encoding="ascii")
+                    path.write_text(self._seq_text(self._last_seq, self._own),
+                                    encoding="ascii")
             full = disk_full(exc)
             if full is not None:
                 raise full from exc
@@ -187,16 +235,51 @@ class MemoryStore:
         return self._last_seq
 
     def marks(self) -> dict[str, int]:
-        return dict(self._marks)
+        return latest_marks(self._marks)
+
+    def history_marks(self) -> HistoryMarks:
+        return copy_marks(self._marks)
+
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        return dict(self._bases)
+
+    def own_histories(self) -> list[History]:
+        return list(self._histories)
+
+    def begin_history(self, node_id: str) -> History:
+        """A memory store holds no data across a restart, so a changed id is not refused
+        here: the histories of the old id are forgotten instead."""
+        if self._closed:
+            raise RuntimeError(f"{self._seq_path}: store is closed")
+        same = self._node_id in (None, node_id)
+        own = self._histories if same else []
+        own_marks = dict(self._marks.get(node_id, {}))
+        if same and self._own is not None:
+            own_marks.setdefault(self._own[0], self._own[1])
+        hist = History(new_history_id(), next_base(own, own_marks), time.time())
+        rows = [*own, hist]
+        self._write_file(self._hist_path, json.dumps({"node_id": node_id, "histories": [
+            {"id": h.id, "base": None if h.base is None else list(h.base),
+             "started": h.started} for h in rows]}) + "\n")
+        self._node_id, self._histories = node_id, rows
+        return hist
+
+    def _own_mark(self, marks: HistoryMarks) -> tuple[str, int] | None:
+        if self._node_id is None or not self._histories:
+            return self._own
+        current = self._histories[-1].id
+        mark = marks.get(self._node_id, {}).get(current)
+        return self._own if mark is None else (current, mark)
 
     def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
         if self._closed:
             raise RuntimeError(f"{self._seq_path}: store is closed")
         staging = _Staging(self._series)
-        marks = dict(self._marks)
+        marks = copy_marks(self._marks)
+        bases = dict(self._bases)
         outcomes: list[Outcome] = []
         for entry in entries:
-            status = classify(marks, entry.origin, entry.oseq)
+            status = classify(marks, entry)
             if status == "duplicate":
                 outcomes.append(Outcome("duplicate"))
                 continue
@@ -210,13 +293,19 @@ class MemoryStore:
                 deleted = staging.delete(change)
             else:
                 raise TypeError(f"unsupported change {change!r}")
-            marks[entry.origin] = entry.oseq
+            hs = marks.setdefault(entry.origin, {})
+            if entry.history not in hs:
+                bases[(entry.origin, entry.history)] = entry.base
+            hs[entry.history] = entry.oseq
             outcomes.append(Outcome(status, deleted))
-        if last_seq != self._last_seq:
-            self._write_seq(last_seq)  # durable first: if it fails, nothing changed
+        own = self._own_mark(marks)
+        if last_seq != self._last_seq or own != self._own:
+            self._write_seq(last_seq, own)  # durable first: if it fails, nothing changed
         with self._lock:
             self._commit(staging.ops)
             self._marks = marks
+            self._bases = bases
+            self._own = own
             self._last_seq = last_seq
         return outcomes
 
@@ -280,13 +369,14 @@ class MemoryStore:
         for the copy, never for the stream."""
         with self._lock:
             copy = [(s.cls, s.labels, s.attrs, dict(s.points)) for s in self._series.values()]
-            return _MemorySnapshot(dict(self._marks), self._last_seq, copy)
+            return _MemorySnapshot(copy_marks(self._marks), self._last_seq, copy)
 
     def is_empty(self) -> bool:
         return not self._series and not self._marks
 
-    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks | dict[str, int], series: Iterable[SeriesDump],
                 replace: bool) -> None:
+        marks = copy_marks(marks)
         if not replace and not self.is_empty():
             raise StoreNotEmptyError(
                 f"memory store holds {len(self._series)} series and marks for "
@@ -303,7 +393,8 @@ class MemoryStore:
             if not replace and not self.is_empty():
                 raise StoreNotEmptyError("memory store was written to during the restore")
             self._series = loaded
-            self._marks = dict(marks)
+            self._marks = copy_marks(marks)
+            self._bases = {(o, h): None for o, hs in self._marks.items() for h in hs}
 
     def close(self) -> None:
         self._closed = True
@@ -316,8 +407,9 @@ class MemoryStore:
 
 
 class _MemorySnapshot:
-    def __init__(self, marks: dict[str, int], last_seq: int, copy: list[tuple]):
-        self.marks = marks
+    def __init__(self, marks: HistoryMarks, last_seq: int, copy: list[tuple]):
+        self.history_marks = marks
+        self.marks = latest_marks(marks)
         self.last_seq = last_seq
         self._copy = copy
 

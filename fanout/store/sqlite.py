@@ -4,8 +4,18 @@ Layout::
 
     series(id, cls, labels, attrs)          labels/attrs: JSON [[name, value], ...], sorted
     points(series_id, ts, lat, lon, elev, type, value)   PRIMARY KEY(series_id, ts)
-    marks(origin, oseq)                     per origin, the highest oseq applied
-    meta(key, value)                        last_seq, schema_version
+    history_marks(origin, history, oseq, rank, base_history, base_oseq)
+                                            per (origin, history), the highest oseq
+                                            applied; rank orders histories by first sight;
+                                            the base the history's first record named
+    histories(rank, id, base_history, base_oseq, started)   this node's own histories
+    meta(key, value)                        last_seq, schema_version, node_id
+
+Schema version 1 (before histories) had ``marks(origin, oseq)``; opening such a store
+migrates it in one transaction: every mark becomes the mark of (origin, legacy history
+``0000000000000000``), which is what records without a history are read as. The node's
+next start then begins a history whose base is (legacy, its own mark), so its oseq keeps
+counting and receivers see one continuous chain.
 
 ``lat``, ``lon`` and ``value`` have no declared type on purpose: a REAL column would store
 ``-0.0`` as the integer 0, and a typed column would coerce strings. ``type`` says how to
@@ -22,10 +32,11 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from fanout.errors import StoreNotEmptyError
+from fanout.errors import NodeIdMismatchError, StoreNotEmptyError
 from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector
 
@@ -38,17 +49,33 @@ from ._common import (
     TYPE_CODES,
     check_delete_range,
     classify,
+    copy_marks,
     decode_value,
     deleted_keys,
     disk_full,
     format_series,
+    latest_marks,
     merge_attrs,
+    new_history_id,
+    next_base,
     ordered,
     range64,
+    set_mark,
 )
-from .base import Delete, Entry, Meta, Outcome, SeriesDump, Update
+from .base import (
+    LEGACY_HISTORY,
+    Base,
+    Delete,
+    Entry,
+    History,
+    HistoryMarks,
+    Meta,
+    Outcome,
+    SeriesDump,
+    Update,
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series(
@@ -68,9 +95,42 @@ CREATE TABLE IF NOT EXISTS points(
     value,
     PRIMARY KEY(series_id, ts)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS marks(origin TEXT PRIMARY KEY, oseq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history_marks(
+    origin TEXT NOT NULL,
+    history TEXT NOT NULL,
+    oseq INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    base_history TEXT,
+    base_oseq INTEGER,
+    PRIMARY KEY(origin, history)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS histories(
+    rank INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    base_history TEXT,
+    base_oseq INTEGER,
+    started REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
+
+_SELECT_MARKS = "SELECT origin, history, oseq FROM history_marks ORDER BY rank"
+_INSERT_MARK = (
+    "INSERT OR REPLACE INTO history_marks (origin, history, oseq, rank, base_history,"
+    " base_oseq) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_MARK = (
+    "INSERT INTO history_marks (origin, history, oseq, rank, base_history, base_oseq)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT(origin, history) DO UPDATE SET oseq = excluded.oseq"
+)
+
+
+def _load_marks(conn: sqlite3.Connection) -> HistoryMarks:
+    marks: HistoryMarks = {}
+    for origin, history, oseq in conn.execute(_SELECT_MARKS):
+        set_mark(marks, origin, history, int(oseq))
+    return marks
 
 _INSERT_POINT = "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)"
 _INSERT_POINT_BARE = (
@@ -177,6 +237,13 @@ class SqliteStore:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
+            old = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+            if old is not None:
+                row = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if row is not None and row[0] == 1:
+                    self._migrate_v1()
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
@@ -194,6 +261,19 @@ class SqliteStore:
                 f"{self._path}: store schema version {version[0]}, expected {SCHEMA_VERSION}"
             )
 
+    def _migrate_v1(self) -> None:
+        """Inside _init_schema's transaction: per-origin marks become the legacy history's
+        (see the module docstring)."""
+        conn = self._conn
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        rows = conn.execute("SELECT origin, oseq FROM marks ORDER BY origin").fetchall()
+        conn.executemany(_INSERT_MARK, [(o, LEGACY_HISTORY, q, i, None, None)
+                                        for i, (o, q) in enumerate(rows, 1)])
+        conn.execute("DROP TABLE marks")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+
     def _load(self) -> None:
         """(Re)build the writer's caches from committed state."""
         conn = self._conn
@@ -202,7 +282,12 @@ class SqliteStore:
         for sid, cls, labels, attrs in conn.execute("SELECT id, cls, labels, attrs FROM series"):
             self._ids[(cls, _load_labels(labels))] = sid
             self._attrs[sid] = _load_labels(attrs)
-        self._marks: dict[str, int] = dict(conn.execute("SELECT origin, oseq FROM marks"))
+        self._marks: HistoryMarks = _load_marks(conn)
+        self._bases: dict[tuple[str, str], Base | None] = {
+            (o, h): None if bh is None else (bh, int(bo)) for o, h, bh, bo in conn.execute(
+                "SELECT origin, history, base_history, base_oseq FROM history_marks")}
+        row = conn.execute("SELECT COALESCE(MAX(rank), 0) FROM history_marks").fetchone()
+        self._rank: int = int(row[0])
         row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         self._last_seq: int = int(row[0])
         self._cache_valid = True
@@ -219,7 +304,49 @@ class SqliteStore:
         return self._last_seq
 
     def marks(self) -> dict[str, int]:
-        return dict(self._marks)
+        return latest_marks(self._marks)
+
+    def history_marks(self) -> HistoryMarks:
+        return copy_marks(self._marks)
+
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        return dict(self._bases)
+
+    def own_histories(self) -> list[History]:
+        rows = self._conn.execute(
+            "SELECT id, base_history, base_oseq, started FROM histories ORDER BY rank")
+        return [History(h, None if bh is None else (bh, int(bo)), float(t))
+                for h, bh, bo, t in rows]
+
+    def node_id(self) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()
+        return None if row is None else str(row[0])
+
+    def begin_history(self, node_id: str) -> History:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        stored = self.node_id()
+        if stored is not None and stored != node_id and not self.is_empty():
+            raise NodeIdMismatchError(
+                self._path, "id",
+                f"this store holds data written as node {stored!r}, but the configuration "
+                f"says id {node_id!r}; set id back to {stored!r}, or give node {node_id!r} "
+                "its own (empty) store and datalog directory",
+                hint="a node id names one store; re-using a store under another id would "
+                     "make its writes look like another node's")
+        own = [] if stored not in (None, node_id) else self.own_histories()
+        base = next_base(own, self._marks.get(node_id, {}))
+        hist = History(new_history_id(), base, time.time())
+        conn = self._conn
+        with self._transaction():
+            if stored != node_id:
+                conn.execute("DELETE FROM histories")  # another id's, on an empty store
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('node_id', ?)", (node_id,))
+            conn.execute(
+                "INSERT INTO histories (id, base_history, base_oseq, started) VALUES (?,?,?,?)",
+                (hist.id, None if base is None else base[0],
+                 None if base is None else base[1], hist.started))
+        return hist
 
     def apply(self, entries: Sequence[Entry], last_seq: int) -> list[Outcome]:
         if self._closed:
@@ -227,24 +354,36 @@ class SqliteStore:
         if not self._cache_valid:
             self._load()
         conn = self._conn
-        marks = dict(self._marks)
-        changed: dict[str, int] = {}
+        marks = copy_marks(self._marks)
+        changed: dict[tuple[str, str], int] = {}
         outcomes: list[Outcome] = []
+        rank = self._rank
+        bases = dict(self._bases)
         with self._transaction():
             for entry in entries:
-                status = classify(marks, entry.origin, entry.oseq)
+                status = classify(marks, entry)
                 if status == "duplicate":
                     outcomes.append(Outcome("duplicate"))
                     continue
                 deleted = self._apply_change(entry.change)
-                marks[entry.origin] = changed[entry.origin] = entry.oseq
+                hs = marks.setdefault(entry.origin, {})
+                key = (entry.origin, entry.history)
+                if entry.history not in hs and key not in changed:
+                    rank += 1
+                    changed[key] = rank
+                    bases[key] = entry.base
+                elif key not in changed:
+                    changed[key] = 0  # an existing row: its rank stays
+                hs[entry.history] = entry.oseq
                 outcomes.append(Outcome(status, deleted))
             if changed:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO marks VALUES (?, ?)", list(changed.items())
-                )
+                conn.executemany(_UPSERT_MARK, [
+                    (o, h, marks[o][h], r, *(bases.get((o, h)) or (None, None)))
+                    for (o, h), r in changed.items()])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (last_seq,))
         self._marks = marks
+        self._bases = bases
+        self._rank = rank
         self._last_seq = last_seq
         return outcomes
 
@@ -443,8 +582,9 @@ class SqliteStore:
     def is_empty(self) -> bool:
         return not self._ids and not self._marks
 
-    def restore(self, marks: dict[str, int], series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks | dict[str, int], series: Iterable[SeriesDump],
                 replace: bool) -> None:
+        marks = copy_marks(marks)
         if not self._cache_valid:
             self._load()
         if not replace and not self.is_empty():
@@ -454,7 +594,7 @@ class SqliteStore:
         conn = self._conn
         with self._transaction():
             if replace:
-                for table in ("points", "series", "marks"):
+                for table in ("points", "series", "history_marks"):
                     conn.execute(f"DELETE FROM {table}")
                 self._ids, self._attrs = {}, {}
             for cls, labels, attrs, points in series:
@@ -465,8 +605,12 @@ class SqliteStore:
                     self._attrs[sid] = attrs
                 self._apply_update(Reading(ts, lat, lon, elev, cls, labels, v)
                                    for ts, lat, lon, elev, v in points)
-            conn.executemany("INSERT OR REPLACE INTO marks VALUES (?, ?)", list(marks.items()))
-        self._marks = dict(marks)
+            rows = [(o, h, q) for o, hs in marks.items() for h, q in hs.items()]
+            conn.executemany(_INSERT_MARK, [(o, h, q, i, None, None)
+                                            for i, (o, h, q) in enumerate(rows, 1)])
+        self._marks = copy_marks(marks)
+        self._bases = {(o, h): None for o, h, _ in rows}
+        self._rank = len(rows)
 
     def close(self) -> None:
         with self._lock:
@@ -493,7 +637,8 @@ class _SqliteSnapshot:
         self._store = store
         self._conn = conn
         conn.execute("BEGIN")
-        self.marks: dict[str, int] = dict(conn.execute("SELECT origin, oseq FROM marks"))
+        self.history_marks: HistoryMarks = _load_marks(conn)
+        self.marks: dict[str, int] = latest_marks(self.history_marks)
         row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         self.last_seq = int(row[0])
 

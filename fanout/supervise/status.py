@@ -353,6 +353,7 @@ def judge(st: Status, now: float | None = None) -> None:
         _judge_writes(st, down, degraded)
         _judge_targets(st, down, degraded)
         _judge_stale(st, degraded)
+    _judge_histories(st, degraded)
     st.reasons = down + degraded
     st.health = Health.DOWN if down else Health.DEGRADED if degraded else Health.HEALTHY
 
@@ -378,6 +379,22 @@ def _judge_writes(st: Status, down: list[str], degraded: list[str]) -> None:
                     + (f" ({failing})" if failing else ""))
     elif failing:
         (down if n >= WRITES_DOWN_AFTER else degraded).append(f"node: {failing}")
+
+
+def _judge_histories(st: Status, degraded: list[str]) -> None:
+    """A divergence (this node holds writes an origin no longer has) or an id collision
+    (another live node uses this node's id) is degraded until the node restarts: the
+    operator must look, even though replication goes on."""
+    rep = (st.node_state or {}).get("replication") or {}
+    latest: dict[str, str] = {}
+    for d in rep.get("divergence") or []:
+        if isinstance(d, dict):
+            latest[str(d.get("origin"))] = str(d.get("message"))
+    for origin, message in sorted(latest.items()):
+        degraded.append(f"node: divergence from origin {origin}: {message}")
+    last = rep.get("lastCollision")
+    if isinstance(last, dict):
+        degraded.append(f"node: refused replicated writes: {last.get('message')}")
 
 
 def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:

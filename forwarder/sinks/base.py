@@ -9,15 +9,24 @@ target did. Contract (the conformance suite in tests/forwarder/sinks checks it):
 - ``SinkUnavailable``: nothing is known to be applied; retry later (connection errors,
   timeouts, 5xx, 408, 429, unreadable replies).
 - ``SinkRejected``: the target refused this data (other 4xx); retrying will not help.
+- An id collision (409 with errorNum 1420: the batch holds a write of the target's own id
+  from a history the target never had) is ``SinkUnavailable``: the data is fine, the
+  topology is not; it goes through once the operator gives one of the two nodes another id.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
 from fanout.datalog.format import Record
-from fanout.errors import ERROR_INVALID_RESPONSE, ERROR_NO_RESPONSE, ERROR_TARGET_ERROR
+from fanout.errors import (
+    ERROR_ID_COLLISION,
+    ERROR_INVALID_RESPONSE,
+    ERROR_NO_RESPONSE,
+    ERROR_TARGET_ERROR,
+)
 
 RETRYABLE_STATUS = frozenset({408, 429})
 
@@ -58,6 +67,15 @@ def classify(status: int, text: str) -> SinkError | None:
     message = text.strip()[:500]
     if status >= 500 or status in RETRYABLE_STATUS:
         return SinkUnavailable(f"target answered HTTP {status}: {message}", status)
+    if status == 409:
+        try:
+            reply = json.loads(text)
+            collision = reply.get("errorNum") == ERROR_ID_COLLISION
+        except (ValueError, AttributeError):
+            collision = False
+        if collision:
+            return SinkUnavailable(f"target refused the batch: {reply.get('errorMessage')}",
+                                   status, ERROR_ID_COLLISION)
     return SinkRejected(status, message)
 
 

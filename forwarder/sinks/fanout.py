@@ -6,6 +6,7 @@ import gzip
 import json
 from typing import Any
 
+from fanout.datalog.format import LEGACY_HISTORY
 from forwarder.config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
 from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
@@ -47,6 +48,18 @@ class FanoutSink:
         url, data = await self._call("GET", "/api/v0/replication/marks")
         try:
             return {str(k): int(v) for k, v in data["marks"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise invalid_response(f"{url}: not a fanout marks reply") from None
+
+    async def history_marks(self) -> dict[str, dict[str, int]]:
+        """Per origin and history, the target's marks; a target from before histories
+        (no ``histories`` in its reply) has every mark in the legacy history."""
+        url, data = await self._call("GET", "/api/v0/replication/marks")
+        try:
+            if "histories" in data:
+                return {str(o): {str(h): int(v) for h, v in hs.items()}
+                        for o, hs in data["histories"].items()}
+            return {str(k): {LEGACY_HISTORY: int(v)} for k, v in data["marks"].items()}
         except (KeyError, TypeError, ValueError, AttributeError):
             raise invalid_response(f"{url}: not a fanout marks reply") from None
 
