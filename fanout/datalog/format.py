@@ -40,29 +40,6 @@ OPS = ("update", "meta", "delete")
 MAX_HEADER = 1 << 20
 MAX_BODY = 1 << 30
 
-# What a header can grow by when a received record is logged again here
-# (log_remote_changes): one more id in "via" (up to 64 characters, quotes and comma) and a
-# local seq of up to 20 digits in place of the sender's.
-RELOG_GROWTH = 64 + 3 + 20
-
-
-def relog_header_fits(header_len: int) -> bool:
-    """Whether a received header of ``header_len`` bytes still fits ``MAX_HEADER`` once
-    re-logged with one more ``via`` id: a receiver with ``log_remote_changes`` must refuse
-    a record that does not, or its own forwarder would read its datalog as corrupt."""
-    return header_len + RELOG_GROWTH <= MAX_HEADER
-
-
-def relog_problem(rec: Record) -> str | None:
-    """Why ``rec`` cannot be re-logged by a receiver, or None; for the record validation
-    of /replicate when ``log_remote_changes`` is on."""
-    n = len(rec.header_bytes())
-    if relog_header_fits(n):
-        return None
-    return (f"header of {n} bytes would exceed {MAX_HEADER} bytes once logged again here "
-            f"with one more id in 'via'")
-
-
 LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
 _HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
 

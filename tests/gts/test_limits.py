@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from fanout.datalog.format import MAX_HEADER, Record, relog_header_fits, relog_problem
 from fanout.errors import GTSParseError
 from fanout.gts import parse_meta, parse_update
 from fanout.gts.limits import FieldLimits, RequestTooLargeError, check_meta, check_readings
@@ -54,9 +53,3 @@ def test_line_count_and_canonical_size_checked() -> None:
         meta_pending("abcdefghij{}{}\n" * 5, False, "t", lim)
 
 
-def test_relog_header_fits() -> None:
-    assert relog_header_fits(MAX_HEADER - 200)
-    assert not relog_header_fits(MAX_HEADER - 10)
-    rec = Record(1, "a", 1, 0, "update", "t", {"pad": "x" * (MAX_HEADER - 150)}, ("b",))
-    assert relog_problem(rec) is not None and "via" in relog_problem(rec)  # type: ignore[operator]
-    assert relog_problem(Record(1, "a", 1, 0, "update", "t")) is None
