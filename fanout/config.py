@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fanout.confload import Section, read_yaml
 
-# DESIGN.md says [A-Za-z0-9_.] but its own example id is "paris-1"; a hyphen is
-# unambiguous in file names because the seq before it has a fixed 20 digits.
+# The id grammar allows a hyphen ("paris-1"): it is unambiguous in datalog file names
+# because the seq before it has a fixed 20 digits.
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 # Room a record needs beside its body when framed for /replicate: header + frame + slack.

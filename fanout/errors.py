@@ -7,7 +7,7 @@ one fits, so state files and replies speak the same numbers.
 
 from __future__ import annotations
 
-# ArangoDB replication error numbers used across fanout (DESIGN.md, "State, errors").
+# ArangoDB replication error numbers used across fanout (docs/operations.md, "Error numbers").
 ERROR_NO_RESPONSE = 1400
 ERROR_INVALID_RESPONSE = 1401
 ERROR_TARGET_ERROR = 1402

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 class _NoDelayConnection(http.client.HTTPConnection):
     """http.client sends headers and body in two segments: without TCP_NODELAY every
-    request waits ~40 ms for a delayed ACK (DESIGN.md, known pitfalls)."""
+    request waits ~40 ms for a delayed ACK."""
 
     def connect(self) -> None:
         super().connect()

@@ -1,4 +1,4 @@
-"""The datalog: record framing, atomic publication and ordered reading (DESIGN.md)."""
+"""The datalog: record framing, atomic publication, ordered reading (docs/datalog-format.md)."""
 
 from fanout.datalog.format import Record, decode_records, encode_record, file_name, parse_file_name
 from fanout.datalog.reader import iter_dir, newest_name, oldest_names, read_file

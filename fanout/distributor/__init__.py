@@ -1,5 +1,5 @@
 """The distributor: hard-links every published datalog file into one source directory per
-target, then removes the original (DESIGN.md, "Distributor guarantees").
+target, then removes the original (docs/architecture.md, "The path of one write").
 
 Modules: ``targets`` (target files, source directory checks), ``mounts`` (naming mounts in
 refusals), ``watcher`` (inotify wake-ups), ``linker`` (link, fsync, unlink), ``retention``

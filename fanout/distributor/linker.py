@@ -1,6 +1,6 @@
 """The fan-out step: link a batch into every target, make it durable, remove the originals.
 
-Per batch, in this order (DESIGN.md, "Distributor guarantees"):
+Per batch, in this order (docs/architecture.md, "The path of one write"):
 
 1. ``link_batch`` (main thread): link each file into every target directory;
 2. ``Committer`` (its own thread): fsync every target directory the batch touched, once

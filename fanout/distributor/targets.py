@@ -1,6 +1,6 @@
 """The distributor's view of ``forwarders.d/``: which directories to link into.
 
-A target is a file (DESIGN.md, "Configuration"): the distributor reads ``source_dir`` and
+A target is a file (docs/operations.md, "Deploy"): the distributor reads ``source_dir`` and
 ``retention`` from each through the forwarder's own loader, so both processes agree on
 what a file means. Every source directory is checked before anything is linked into it,
 because link(2) across filesystems or mounts fails (EXDEV) and a source directory equal to

@@ -2,7 +2,7 @@
 
 The node publishes by renaming from ``.tmp/`` (``IN_MOVED_TO``); ``IN_CREATE`` covers a
 file linked or written straight in. inotify merges identical unread events and drops any
-past ``max_queued_events`` (DESIGN.md, "Known pitfalls"), so events are never counted or
+past ``max_queued_events`` (see inotify(7)), so events are never counted or
 trusted for names: any event means "scan now", and ``IN_Q_OVERFLOW`` is reported so the
 caller can count it.
 """

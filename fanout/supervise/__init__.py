@@ -1,4 +1,4 @@
-"""Running a node's processes as one system: supervisord and systemd (DESIGN.md, "Parts").
+"""A node's processes as one system: supervisord and systemd (docs/architecture.md, "Supervision").
 
 Modules, one concept each:
 

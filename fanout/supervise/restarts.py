@@ -1,7 +1,7 @@
 """Recent starts of each supervised process, so crash loops show in ``fanout status``.
 
 supervisord restarts a process that passed ``startsecs`` forever and shows it RUNNING in
-between (DESIGN.md, "Known pitfalls"). Two writers keep ``restarts.json``: the alert
+between (a crash loop it does not show). Two writers keep ``restarts.json``: the alert
 listener records every RUNNING transition as it happens, and ``fanout status`` records the
 pid and start time it sees (a fallback when the listener was down). Entries are keyed by
 pid, so the two never count the same start twice, and pruned after ``WINDOW`` seconds.
