@@ -36,13 +36,13 @@ from fanout.state.node import (
     Divergence,
     NodeState,
     ReplicationFigures,
-    WriteHealth,
+    WriteFigures,
     node_state_path,
 )
 
 __all__ = [
     "Collision", "Cursor", "DistributorState", "Divergence", "ErrorInfo", "ForwarderState",
     "NodeState", "Pending", "Progress", "ReplicationFigures", "Retention", "TargetBacklog",
-    "WriteHealth", "cursor_path", "distributor_state_path", "forwarder_state_files",
+    "WriteFigures", "cursor_path", "distributor_state_path", "forwarder_state_files",
     "forwarder_state_path", "node_state_path",
 ]

@@ -28,7 +28,7 @@ def node_state_path(state_dir: Path) -> Path:
 
 
 @dataclass
-class WriteHealth:
+class WriteFigures:
     """``writes``: whether client writes commit (read by status to call a node down)."""
 
     failing_in_row: int = 0
@@ -47,7 +47,7 @@ class WriteHealth:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> WriteHealth:
+    def from_json(cls, data: Any) -> WriteFigures:
         d = as_dict(data)
         return cls(as_int(d.get("failingInRow")), as_int(d.get("totalFailed")),
                    ErrorInfo.from_json(d.get("lastError")),
@@ -171,7 +171,7 @@ class NodeState:
     gap_origins: dict[str, int] = field(default_factory=dict)
     failed_commits: int = 0
     last_error: str | None = None
-    writes: WriteHealth = field(default_factory=WriteHealth)
+    writes: WriteFigures = field(default_factory=WriteFigures)
     marks: dict[str, int] = field(default_factory=dict)
     history: str | None = None
     history_base: tuple[str, int] | None = None
@@ -228,7 +228,7 @@ class NodeState:
             gap_origins={str(k): as_int(v) for k, v in as_dict(d.get("gapOrigins")).items()},
             failed_commits=as_int(d.get("failedCommits")),
             last_error=as_opt_str(d.get("lastError")),
-            writes=WriteHealth.from_json(d.get("writes")),
+            writes=WriteFigures.from_json(d.get("writes")),
             marks={str(k): as_int(v) for k, v in as_dict(d.get("marks")).items()},
             history=as_opt_str(d.get("history")),
             history_base=_base(d.get("historyBase")),
