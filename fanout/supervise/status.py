@@ -34,6 +34,7 @@ import psutil
 from fanout.config import NodeConfig
 from fanout.state import (
     DistributorState,
+    ErrorInfo,
     ForwarderState,
     NodeState,
     distributor_state_path,
@@ -100,8 +101,13 @@ class TargetRow:
     pending_files: int | None = None
     pending_bytes: int | None = None
     pending_oldest_age: float | None = None
-    last_error: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # the state file's lastError, as written
     state_age: float | None = None
+
+    @property
+    def error_message(self) -> str | None:
+        err = ErrorInfo.from_json(self.last_error)
+        return err.message if err else None
 
 
 @dataclass
@@ -315,7 +321,7 @@ def _detail(paths: SupervisePaths, row: ProcessRow, st: Status) -> str | None:
     if target is not None:
         t = next((t for t in st.targets if t.name == target), None)
         if t is not None and t.last_error and (row.state != "RUNNING" or t.phase == "backoff"):
-            return str(t.last_error.get("errorMessage"))
+            return t.error_message
         return None
     # the node's lastError is a bare message about a commit, not why it is down
     dist = st.distributor if row.kind == "distributor" else None
@@ -414,7 +420,7 @@ def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:
             continue  # judged as a process
         fresh = (t.state_age is not None and proc.uptime is not None
                  and t.state_age <= proc.uptime)  # written by the current process
-        err = (t.last_error or {}).get("errorMessage")
+        err = t.error_message
         if fresh and t.running is False:
             down.append(f"{t.process} stopped replicating ({t.phase})"
                         + (f": {err}" if err else ""))

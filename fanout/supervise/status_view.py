@@ -158,7 +158,7 @@ def table(st: Status) -> str:
         lines.append("")
         trows = []
         for t in st.targets:
-            err = (t.last_error or {}).get("errorMessage")
+            err = t.error_message
             trows.append([t.name, t.phase or "-", _cell(t.applied_tick), _cell(t.ticks_behind),
                           _cell(t.pending_files), size(t.pending_bytes),
                           duration(t.pending_oldest_age) if t.pending_files else "-",
