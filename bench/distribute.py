@@ -47,7 +47,7 @@ from inotify_simple import flags as F
 
 from fanout.cli.init_cmd import init_node
 from fanout.datalog.format import Record, encode_record, file_header, file_name
-from fanout.statefile import read_json
+from fanout.state import DistributorState, distributor_state_path
 from fanout.testing import fanout_cmd, free_port
 
 PERIODIC = r"""
@@ -150,9 +150,13 @@ def start_fanout(node: Node) -> subprocess.Popen[bytes]:
 
 
 def ready_fanout(node: Node, p: subprocess.Popen[bytes]) -> None:
-    state = node.root / "data" / "state" / "distributor.json"
-    _wait(lambda: (read_json(state) or {}).get("pid") == p.pid
-          and (read_json(state) or {}).get("running") is True, 30, "distributor running")
+    path = distributor_state_path(node.root / "data" / "state")
+
+    def running() -> bool:
+        st = DistributorState.read(path)
+        return st is not None and st.pid == p.pid and st.running
+
+    _wait(running, 30, "distributor running")
 
 
 def start_shell(script: str) -> Callable[[Node], subprocess.Popen[bytes]]:

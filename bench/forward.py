@@ -28,7 +28,7 @@ import psutil
 import yaml
 
 from fanout.datalog import DatalogWriter, Record, encode_record, oldest_names, read_file
-from fanout.statefile import read_json
+from fanout.state import ForwarderState, forwarder_state_path
 from fanout.testing import NodeProc, free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -122,8 +122,8 @@ class RunningForwarder:
     def __init__(self, cfg: Path, src: Path, log: Path):
         self.src = src
         src.mkdir(parents=True, exist_ok=True)
-        self.state = Path(yaml.safe_load(cfg.read_text())["state_dir"]) / \
-            f"forwarder-{cfg.stem}.json"
+        self.state = forwarder_state_path(Path(yaml.safe_load(cfg.read_text())["state_dir"]),
+                                          cfg.stem)
         self.p = start([sys.executable, "-m", "forwarder.main", "--config", str(cfg)], log)
         self.log = log
         self.proc = psutil.Process(self.p.pid)
@@ -131,8 +131,11 @@ class RunningForwarder:
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._sample, daemon=True)
         self._th.start()
-        wait_until(lambda: (read_json(self.state) or {}).get("phase") == "idle", 30,
-                   what="forwarder to connect")
+        wait_until(lambda: self.phase() == "idle", 30, what="forwarder to connect")
+
+    def phase(self) -> str | None:
+        st = ForwarderState.read(self.state)
+        return None if st is None else st.phase
 
     def _sample(self) -> None:
         while not self._stop.is_set():

@@ -353,14 +353,19 @@ class Topology:
                 self.forwarder(self.nodes[src_id], target).start()
 
     def forwarder_state(self, src: NodeProc, target: str) -> dict[str, Any]:
+        """The raw document (tests assert the bytes operators read); typed:
+        ``fanout.state.ForwarderState.read``."""
+        from fanout.state import forwarder_state_path
         from fanout.statefile import read_json
 
-        return read_json(src.state_dir / f"forwarder-{target}.json") or {}
+        return read_json(forwarder_state_path(src.state_dir, target)) or {}
 
     def node_state(self, node: NodeProc) -> dict[str, Any]:
+        """The raw document; typed: ``fanout.state.NodeState.read``."""
+        from fanout.state import node_state_path
         from fanout.statefile import read_json
 
-        return read_json(node.state_dir / "node.json") or {}
+        return read_json(node_state_path(node.state_dir)) or {}
 
     def fetch_all(self, node: NodeProc) -> str:
         with node.client("reader") as c:

@@ -27,7 +27,8 @@ from fanout.errors import (
     FanoutError,
 )
 from fanout.sdnotify import Notifier
-from fanout.statefile import iso_now, read_json, write_json_atomic
+from fanout.state import Cursor, NodeState, cursor_path, node_state_path
+from fanout.statefile import iso_now
 from forwarder.config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
@@ -57,12 +58,13 @@ class Forwarder:
         self.cfg = cfg
         self.sink = sink
         self.state = ApplierState(cfg.target, cfg.state_file)
-        self.cursor_path = cfg.state_dir / f"forwarder-{cfg.target}.cursor"
+        self.cursor_path = cursor_path(cfg.state_dir, cfg.target)
         self.stop_event = asyncio.Event()
         self.wake = asyncio.Event()
         self.backoff = Backoff(cfg.retry_min, cfg.retry_max)
         self.failures = FailureLog(log, f"forwarding to {cfg.target}")
-        cursor = self._load_cursor()
+        saved = self._load_cursor()
+        cursor = saved.last_processed_tick if saved else 0
         # A fanout target checks every record's CRC before applying anything (end to end,
         # network included), so checking here too would only halve throughput; when it
         # answers "corrupt batch" the span is re-read with checksums to name the file.
@@ -74,8 +76,8 @@ class Forwarder:
         self._check_gap = False  # armed at connect and after every outage
         self._resyncs = 0
         self.state.last_processed = cursor
-        self.state.last_applied = int((read_json(self.cursor_path) or {}).get(
-            "lastAppliedTick", cursor))
+        self.state.last_applied = cursor if saved is None or saved.last_applied_tick is None \
+            else saved.last_applied_tick
         self._pending_due = 0.0
         self._cursor_written = 0.0
         self.notify = Notifier()
@@ -84,20 +86,15 @@ class Forwarder:
 
     # -- cursor ---------------------------------------------------------------------------
 
-    def _load_cursor(self) -> int:
-        data = read_json(self.cursor_path)
-        try:
-            return int(data["lastProcessedTick"]) if data else 0
-        except (KeyError, TypeError, ValueError):
+    def _load_cursor(self) -> Cursor | None:
+        saved = Cursor.read(self.cursor_path)
+        if saved is None and self.cursor_path.exists():
             log.warning("ignoring unreadable cursor file %s", self.cursor_path)
-            return 0
+        return saved
 
     def _save_cursor(self) -> None:
-        write_json_atomic(self.cursor_path, {
-            "lastProcessedTick": str(self.state.last_processed),
-            "lastAppliedTick": str(self.state.last_applied),
-            "time": iso_now(),
-        })
+        Cursor(self.state.last_processed, self.state.last_applied, iso_now()).write(
+            self.cursor_path)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -472,9 +469,6 @@ class Forwarder:
         self._pending_due = now + max(1.0, cost * 20)
         s = self.state
         s.pending_files, s.pending_bytes, s.pending_oldest_age = p.files, p.bytes, p.oldest_age
-        node = read_json(self.cfg.state_dir / "node.json") or {}
-        try:
-            available = int(node.get("lastLogTick", 0))
-        except (TypeError, ValueError):
-            available = 0
+        node = NodeState.read(node_state_path(self.cfg.state_dir))
+        available = node.last_log_tick if node else 0
         s.last_available = max(s.last_available, available, p.newest_seq, s.last_processed)

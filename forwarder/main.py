@@ -22,7 +22,7 @@ from fanout import instancelock
 from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
 from fanout.instancelock import EXIT_LOCKED, InstanceLocked
-from fanout.statefile import write_json_atomic
+from fanout.state import ErrorInfo, ForwarderState, forwarder_state_path
 from fanout.targetcheck import check_target_file
 from forwarder.config import TargetConfig, load_target_config
 
@@ -87,11 +87,9 @@ def _record_config_error(config: Path, exc: ConfigError) -> None:
             state_dir = base / raw["state_dir"]
     state_dir = state_dir.resolve()
     if state_dir.is_dir():
-        write_json_atomic(state_dir / f"forwarder-{config.stem}.json", {
-            "process": f"forwarder-{config.stem}", "target": config.stem, "running": False,
-            "phase": "failed",
-            "lastError": {"errorNum": exc.error_num, "errorMessage": str(exc)},
-        })
+        ForwarderState(config.stem, phase="failed", running=False, brief=True,
+                       last_error=ErrorInfo(str(exc), exc.error_num)).write(
+            forwarder_state_path(state_dir, config.stem))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ change; ``fanout status`` and ``/metrics`` read it.
 from __future__ import annotations
 
 import enum
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fanout.statefile import iso_now, write_json_atomic
+from fanout.state import ErrorInfo, ForwarderState, Pending, Progress
+from fanout.statefile import iso_now
 
 
 class Phase(enum.Enum):
@@ -52,8 +52,11 @@ class LastError:
     message: str
     time: str = field(default_factory=iso_now)
 
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(self.message, self.error_num, self.time)
+
     def as_json(self) -> dict[str, Any]:
-        return {"errorNum": self.error_num, "errorMessage": self.message, "time": self.time}
+        return self.info().to_json()
 
 
 @dataclass
@@ -100,45 +103,37 @@ class ApplierState:
         else:
             self.write()
 
+    def model(self) -> ForwarderState:
+        """The state file's model (``fanout.state.ForwarderState``)."""
+        return ForwarderState(
+            target=self.target,
+            target_server_id=self.target_id,
+            started=self.started,
+            running=self.phase not in (Phase.STOPPED, Phase.FAILED),
+            phase=self.phase.value,
+            last_applied_tick=self.last_applied,
+            last_processed_tick=self.last_processed,
+            last_available_tick=self.last_available,
+            pending=Pending(self.pending_files, self.pending_bytes, self.pending_oldest_age),
+            progress=Progress(self.progress_time, self.progress_message, self.failed_connects),
+            total_requests=self.total_requests,
+            total_failed_connects=self.total_failed_connects,
+            total_events=self.total_events,
+            total_operations_excluded=self.total_excluded,
+            total_duplicates=self.total_duplicates,
+            total_loops=self.total_loops,
+            total_gaps=self.total_gaps,
+            total_bytes=self.total_bytes,
+            total_quarantined=self.quarantined,
+            last_error=self.last_error.info() if self.last_error else None,
+            time=iso_now(),
+        )
+
     def as_json(self) -> dict[str, Any]:
-        running = self.phase not in (Phase.STOPPED, Phase.FAILED)
-        return {
-            "process": f"forwarder-{self.target}",
-            "target": self.target,
-            "targetServerId": self.target_id,
-            "pid": os.getpid(),
-            "started": self.started,
-            "running": running,
-            "phase": self.phase.value,
-            "lastAppliedTick": str(self.last_applied),
-            "lastProcessedTick": str(self.last_processed),
-            "lastAvailableTick": str(self.last_available),
-            "ticksBehind": str(max(0, self.last_available - self.last_processed)),
-            "pending": {
-                "files": self.pending_files,
-                "bytes": self.pending_bytes,
-                "oldestAgeSeconds": round(self.pending_oldest_age, 3),
-            },
-            "progress": {
-                "time": self.progress_time,
-                "message": self.progress_message,
-                "failedConnects": self.failed_connects,
-            },
-            "totalRequests": self.total_requests,
-            "totalFailedConnects": self.total_failed_connects,
-            "totalEvents": self.total_events,
-            "totalOperationsExcluded": self.total_excluded,
-            "totalDuplicates": self.total_duplicates,
-            "totalLoops": self.total_loops,
-            "totalGaps": self.total_gaps,
-            "totalBytes": self.total_bytes,
-            "totalQuarantined": self.quarantined,
-            "lastError": self.last_error.as_json() if self.last_error else None,
-            "time": iso_now(),
-        }
+        return self.model().to_json()
 
     def write(self) -> None:
-        write_json_atomic(self.path, self.as_json())
+        self.model().write(self.path)
         self._written = time.monotonic()
 
     def write_if_due(self, interval: float = 1.0) -> None:

@@ -59,6 +59,7 @@ from fanout.distributor.watcher import Watcher
 from fanout.errors import ConfigError
 from fanout.instancelock import InstanceLock, InstanceLocked
 from fanout.sdnotify import Notifier
+from fanout.state import distributor_state_path
 
 log = logging.getLogger("fanout.distributor")
 
@@ -129,7 +130,7 @@ class Distributor:
     def __init__(self, node: NodeConfig):
         self.node = node
         self.datalog_dir = node.datalog_dir
-        self.state_path = node.state_dir / "distributor.json"
+        self.state_path = distributor_state_path(node.state_dir)
         self.phase = Phase.STARTING
         self.counters = Counters()
         self.errors = ErrorTracker()

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fanout.statefile import iso_now, write_json_atomic
+from fanout.state import DistributorState, ErrorInfo, Retention, TargetBacklog
+from fanout.statefile import iso_now
 
 log = logging.getLogger("fanout.distributor")
 
@@ -46,12 +46,12 @@ class ErrorTracker:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.last: dict[str, Any] | None = None
+        self.last: ErrorInfo | None = None
         self._seen: dict[str, _Recurring] = {}
 
     def record(self, num: int, message: str) -> None:
         """Set ``lastError`` without logging (the caller reports it another way)."""
-        self.last = {"errorNum": num, "errorMessage": message, "time": iso_now()}
+        self.last = ErrorInfo(message, num, iso_now())
 
     def report(self, num: int, message: str, key: str | None = None) -> None:
         key = key or message
@@ -135,51 +135,48 @@ class Counters:
 
 
 def build_state(phase: Phase, counters: Counters, errors: ErrorTracker, datalog_dir: Path,
-                targets: dict[str, Any], inflight: int) -> dict[str, Any]:
-    """The JSON document. ``targets`` maps a name to (Target, TargetStats)."""
+                targets: dict[str, Any], inflight: int) -> DistributorState:
+    """The state file's model. ``targets`` maps a name to (Target, TargetStats)."""
     now = time.time()
-    per_target: dict[str, Any] = {}
+    per_target: dict[str, TargetBacklog] = {}
     for name, (target, stats) in targets.items():
         files, size, oldest = stats.backlog()
-        per_target[name] = {
-            "source_dir": str(target.source_dir),
-            "config": str(target.config_file),
-            "retention": {"max_files": target.max_files, "max_bytes": target.max_bytes},
-            "filesLinked": stats.linked,
-            "bytesLinked": stats.linked_bytes,
-            "backlogFiles": files,
-            "backlogBytes": size,
-            "oldestAgeSeconds": round(max(now - oldest, 0.0), 3) if oldest else None,
-            "dropped": stats.dropped,
-            "droppedBytes": stats.dropped_bytes,
-        }
-    state: dict[str, Any] = {
-        "process": "distributor",
-        "pid": os.getpid(),
-        "phase": phase.value,
-        "running": phase is Phase.RUNNING,
-        "time": iso_now(),
-        "startTime": counters.started,
-        "datalogDir": str(datalog_dir),
-        "filesLinked": counters.files_linked,
-        "bytesLinked": counters.bytes_linked,
-        "filesRemoved": counters.files_removed,
-        "filesInFlight": inflight,
-        "datalogBacklogFiles": counters.datalog_backlog,
-        "rescans": counters.rescans,
-        "overflows": counters.overflows,
-        "lastError": errors.last,
-        "targetCount": len(targets),
-        "targets": per_target,
-    }
+        per_target[name] = TargetBacklog(
+            source_dir=str(target.source_dir),
+            config=str(target.config_file),
+            retention=Retention(target.max_files, target.max_bytes),
+            files_linked=stats.linked,
+            bytes_linked=stats.linked_bytes,
+            backlog_files=files,
+            backlog_bytes=size,
+            oldest_age_seconds=round(max(now - oldest, 0.0), 3) if oldest else None,
+            dropped=stats.dropped,
+            dropped_bytes=stats.dropped_bytes,
+        )
+    state = DistributorState(
+        phase=phase.value,
+        running=phase is Phase.RUNNING,
+        time=iso_now(),
+        start_time=counters.started,
+        datalog_dir=str(datalog_dir),
+        files_linked=counters.files_linked,
+        bytes_linked=counters.bytes_linked,
+        files_removed=counters.files_removed,
+        files_in_flight=inflight,
+        datalog_backlog_files=counters.datalog_backlog,
+        rescans=counters.rescans,
+        overflows=counters.overflows,
+        last_error=errors.last,
+        targets=per_target,
+    )
     if not targets and phase is Phase.RUNNING:
-        state["note"] = ("no targets in the targets directory: datalog files wait in "
-                         "datalog_dir until one is added")
+        state.note = ("no targets in the targets directory: datalog files wait in "
+                      "datalog_dir until one is added")
     return state
 
 
-def write_state(path: Path, state: dict[str, Any]) -> None:
+def write_state(path: Path, state: DistributorState) -> None:
     try:
-        write_json_atomic(path, state)
+        state.write(path)
     except OSError as exc:  # a state file is a view: never stop distributing for it
         log.warning("cannot write state file %s: %s", path, exc)

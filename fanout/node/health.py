@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fanout.state import ErrorInfo, WriteFigures
 from fanout.statefile import iso_now
 
 log = logging.getLogger("fanout.node")
@@ -77,13 +78,13 @@ class WriteHealth:
                 log.error("datalog: %s; every write will fail", why)
         self.datalog_writable, self.datalog_error = ok, why
 
-    def state(self) -> dict[str, object]:
+    def state(self) -> WriteFigures:
         """The node state file's ``writes`` section (read by status and /metrics)."""
-        return {
-            "failingInRow": self.failing_in_row,
-            "totalFailed": self.total_failed,
-            "lastError": None if self.last_error is None else {
-                "errorMessage": self.last_error, "time": self.last_error_time},
-            "datalogWritable": self.datalog_writable,
-            "datalogError": self.datalog_error,
-        }
+        return WriteFigures(
+            failing_in_row=self.failing_in_row,
+            total_failed=self.total_failed,
+            last_error=None if self.last_error is None else ErrorInfo(
+                self.last_error, time=self.last_error_time),
+            datalog_writable=self.datalog_writable,
+            datalog_error=self.datalog_error,
+        )

@@ -8,9 +8,8 @@ and ``fanout_state_age_seconds`` shows a state file that stopped being refreshed
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -18,17 +17,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fanout.node.http import authorize
-from fanout.statefile import read_json
+from fanout.state import (
+    DistributorState,
+    ForwarderState,
+    NodeState,
+    distributor_state_path,
+    forwarder_state_files,
+    node_state_path,
+)
 from forwarder.config import target_files
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return 0.0
 
 
 class StateCollector(Collector):
@@ -49,95 +48,96 @@ class StateCollector(Collector):
         age = GaugeMetricFamily("fanout_state_age_seconds",
                                 "Seconds since a process last wrote its state file",
                                 labels=["process"])
-        node_path = self.state_dir / "node.json"
-        node = read_json(node_path)
+        node_path = node_state_path(self.state_dir)
+        node = NodeState.read(node_path)
         if node:
             age.add_metric(["node"], self._age(node_path))
             yield from self._node(node)
-        dist_path = self.state_dir / "distributor.json"
-        dist = read_json(dist_path)
+        dist_path = distributor_state_path(self.state_dir)
+        dist = DistributorState.read(dist_path)
         if dist:
             age.add_metric(["distributor"], self._age(dist_path))
             yield from self._distributor(dist)
-        fwd: list[dict[str, Any]] = []
+        fwd: list[ForwarderState] = []
         configured = None if self.targets_dir is None else \
             {p.stem for p in target_files(self.targets_dir)}
-        for path in sorted(self.state_dir.glob("forwarder-*.json")):
-            st = read_json(path)
-            if st and "target" in st and (configured is None or st["target"] in configured):
-                age.add_metric([f"forwarder-{st['target']}"], self._age(path))
+        for path in forwarder_state_files(self.state_dir):
+            st = ForwarderState.read(path)
+            if st and (configured is None or st.target in configured):
+                age.add_metric([st.process], self._age(path))
                 fwd.append(st)
         yield from self._forwarders(fwd)
         yield age
 
-    def _node(self, st: dict[str, Any]) -> Iterator[Metric]:
+    def _node(self, st: NodeState) -> Iterator[Metric]:
         yield GaugeMetricFamily("fanout_node_up", "1 while the node runs",
-                                value=1.0 if st.get("running") else 0.0)
+                                value=1.0 if st.running else 0.0)
         yield GaugeMetricFamily("fanout_node_last_log_tick", "Last datalog seq committed",
-                                value=_num(st.get("lastLogTick")))
-        rep = st.get("replication") or {}
-        for name, key, doc in [
-            ("events", "totalEvents", "Records logged to the datalog"),
-            ("points", "totalPoints", "Points applied to the store"),
-            ("requests", "totalRequests", "HTTP requests served"),
-            ("rejected_requests", "totalRejected", "HTTP requests answered 4xx/5xx"),
-            ("commits", "totalCommits", "Group commits"),
-            ("datalog_files", "totalFiles", "Datalog files published"),
-            ("duplicates", "totalDuplicates", "Replicated records skipped as already applied"),
-            ("gaps", "totalGaps", "Replicated records that skipped ahead of an origin's mark"),
-            ("failed_commits", "failedCommits", "Commits that failed (disk full, ...)"),
+                                value=float(st.last_log_tick))
+        rep = st.replication
+        for name, value, doc in [
+            ("events", st.total_events, "Records logged to the datalog"),
+            ("points", st.total_points, "Points applied to the store"),
+            ("requests", st.total_requests, "HTTP requests served"),
+            ("rejected_requests", st.total_rejected, "HTTP requests answered 4xx/5xx"),
+            ("commits", st.total_commits, "Group commits"),
+            ("datalog_files", st.total_files, "Datalog files published"),
+            ("duplicates", st.total_duplicates,
+             "Replicated records skipped as already applied"),
+            ("gaps", st.total_gaps, "Replicated records that skipped ahead of an origin's mark"),
+            ("failed_commits", st.failed_commits, "Commits that failed (disk full, ...)"),
         ]:
-            yield CounterMetricFamily(f"fanout_node_{name}", doc, value=_num(st.get(key)))
-        writes = st.get("writes") or {}
+            yield CounterMetricFamily(f"fanout_node_{name}", doc, value=float(value))
+        writes = st.writes
         yield GaugeMetricFamily("fanout_node_failing_writes_in_row",
                                 "Write requests that failed in a row (0 after one commits)",
-                                value=_num(writes.get("failingInRow")))
+                                value=float(writes.failing_in_row))
         yield CounterMetricFamily("fanout_node_failed_writes",
                                   "Write requests not committed (disk full, read-only, I/O)",
-                                  value=_num(writes.get("totalFailed")))
+                                  value=float(writes.total_failed))
         yield GaugeMetricFamily("fanout_node_datalog_writable",
                                 "1 while the datalog directories accept new files",
-                                value=0.0 if writes.get("datalogWritable") is False else 1.0)
+                                value=1.0 if writes.datalog_writable else 0.0)
         yield CounterMetricFamily("fanout_node_loops", "Replicated records dropped as loops",
-                                  value=_num(rep.get("loops")))
+                                  value=float(rep.loops))
         yield GaugeMetricFamily("fanout_node_divergent_origins",
                                 "Origins this node holds writes of that the origin no longer "
                                 "has (restored from an older copy, or re-created)",
-                                value=float(len(rep.get("divergentOrigins") or [])))
+                                value=float(len(rep.divergent_origins)))
         yield CounterMetricFamily("fanout_node_id_collisions",
                                   "Replication batches refused: a write of this node's id "
                                   "from a history it never had (errorNum 1420)",
-                                  value=_num(rep.get("collisions")))
+                                  value=float(rep.collisions))
         yield CounterMetricFamily("fanout_node_replicated_records",
                                   "Records received from forwarders",
-                                  value=_num(rep.get("records")))
+                                  value=float(rep.records))
 
-    def _distributor(self, st: dict[str, Any]) -> Iterator[Metric]:
+    def _distributor(self, st: DistributorState) -> Iterator[Metric]:
         yield GaugeMetricFamily("fanout_distributor_up", "1 while the distributor runs",
-                                value=1.0 if st.get("running") else 0.0)
-        for name, key, doc in [
-            ("files_linked", "filesLinked", "Datalog files linked into every target"),
-            ("bytes_linked", "bytesLinked", "Bytes of datalog files linked"),
-            ("rescans", "rescans", "Full rescans of the datalog directory"),
-            ("overflows", "overflows", "inotify queue overflows"),
+                                value=1.0 if st.running else 0.0)
+        for name, value, doc in [
+            ("files_linked", st.files_linked, "Datalog files linked into every target"),
+            ("bytes_linked", st.bytes_linked, "Bytes of datalog files linked"),
+            ("rescans", st.rescans, "Full rescans of the datalog directory"),
+            ("overflows", st.overflows, "inotify queue overflows"),
         ]:
-            yield CounterMetricFamily(f"fanout_distributor_{name}", doc, value=_num(st.get(key)))
+            yield CounterMetricFamily(f"fanout_distributor_{name}", doc, value=float(value))
         yield GaugeMetricFamily("fanout_distributor_datalog_backlog_files",
                                 "Files waiting in the datalog directory",
-                                value=_num(st.get("datalogBacklogFiles")))
+                                value=float(st.datalog_backlog_files))
         dropped = CounterMetricFamily("fanout_target_dropped_files",
                                       "Files removed by retention for one target",
                                       labels=["target"])
         dropped_b = CounterMetricFamily("fanout_target_dropped_bytes",
                                         "Bytes removed by retention for one target",
                                         labels=["target"])
-        for name, t in sorted((st.get("targets") or {}).items()):
-            dropped.add_metric([name], _num(t.get("dropped")))
-            dropped_b.add_metric([name], _num(t.get("droppedBytes")))
+        for name, t in sorted(st.targets.items()):
+            dropped.add_metric([name], float(t.dropped))
+            dropped_b.add_metric([name], float(t.dropped_bytes))
         yield dropped
         yield dropped_b
 
-    def _forwarders(self, states: list[dict[str, Any]]) -> Iterator[Metric]:
+    def _forwarders(self, states: list[ForwarderState]) -> Iterator[Metric]:
         g = {
             "up": "1 while the forwarder runs (running: true in its state)",
             "last_applied_tick": "Seq of the last record the target acknowledged",
@@ -148,14 +148,15 @@ class StateCollector(Collector):
             "failed_connects_in_a_row": "Failed attempts since the last success",
             "last_error_num": "errorNum of the last error (0: none)",
         }
-        c = {
-            "events": ("totalEvents", "Records delivered"),
-            "excluded": ("totalOperationsExcluded", "Records skipped (ignore_origins, via)"),
-            "requests": ("totalRequests", "Batches acknowledged"),
-            "failed_connects": ("totalFailedConnects", "Failed attempts"),
-            "duplicates": ("totalDuplicates", "Records the target already had"),
-            "quarantined": ("totalQuarantined", "Files moved to quarantine"),
-            "bytes": ("totalBytes", "Bytes delivered"),
+        c: dict[str, tuple[Callable[[ForwarderState], int], str]] = {
+            "events": (lambda s: s.total_events, "Records delivered"),
+            "excluded": (lambda s: s.total_operations_excluded,
+                         "Records skipped (ignore_origins, via)"),
+            "requests": (lambda s: s.total_requests, "Batches acknowledged"),
+            "failed_connects": (lambda s: s.total_failed_connects, "Failed attempts"),
+            "duplicates": (lambda s: s.total_duplicates, "Records the target already had"),
+            "quarantined": (lambda s: s.total_quarantined, "Files moved to quarantine"),
+            "bytes": (lambda s: s.total_bytes, "Bytes delivered"),
         }
         gauges = {k: GaugeMetricFamily(f"fanout_target_{k}", doc, labels=["target"])
                   for k, doc in g.items()}
@@ -163,20 +164,18 @@ class StateCollector(Collector):
         counters = {k: CounterMetricFamily(f"fanout_target_{k}", doc, labels=["target"])
                     for k, (_, doc) in c.items()}
         for st in states:
-            t = [st["target"]]
-            pending = st.get("pending") or {}
-            err = st.get("lastError") or {}
-            gauges["up"].add_metric(t, 1.0 if st.get("running") else 0.0)
-            gauges["last_applied_tick"].add_metric(t, _num(st.get("lastAppliedTick")))
-            gauges["ticks_behind"].add_metric(t, _num(st.get("ticksBehind")))
-            gauges["pending_files"].add_metric(t, _num(pending.get("files")))
-            gauges["pending_bytes"].add_metric(t, _num(pending.get("bytes")))
-            gauges["lag_seconds"].add_metric(t, _num(pending.get("oldestAgeSeconds")))
-            gauges["failed_connects_in_a_row"].add_metric(
-                t, _num((st.get("progress") or {}).get("failedConnects")))
-            gauges["last_error_num"].add_metric(t, _num(err.get("errorNum")))
-            for k, (key, _) in c.items():
-                counters[k].add_metric(t, _num(st.get(key)))
+            t = [st.target]
+            err_num = st.last_error.error_num if st.last_error else None
+            gauges["up"].add_metric(t, 1.0 if st.running else 0.0)
+            gauges["last_applied_tick"].add_metric(t, float(st.last_applied_tick))
+            gauges["ticks_behind"].add_metric(t, float(st.ticks_behind))
+            gauges["pending_files"].add_metric(t, float(st.pending.files))
+            gauges["pending_bytes"].add_metric(t, float(st.pending.bytes))
+            gauges["lag_seconds"].add_metric(t, st.pending.oldest_age_seconds)
+            gauges["failed_connects_in_a_row"].add_metric(t, float(st.progress.failed_connects))
+            gauges["last_error_num"].add_metric(t, float(err_num or 0))
+            for k, (get, _) in c.items():
+                counters[k].add_metric(t, float(get(st)))
         yield from gauges.values()
         yield from counters.values()
 

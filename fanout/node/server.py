@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from fanout.node.committer import Committer
 from fanout.node.guard import FdHeadroom, guarded_factory, raise_nofile
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
+from fanout.state import Collision, Divergence, NodeState, ReplicationFigures, node_state_path
 from fanout.statefile import iso_now, write_json_atomic
 from fanout.store import open_store
 
@@ -32,46 +32,42 @@ class StoreMismatchError(FanoutError):
     """The datalog holds records the store never committed: wrong store or datalog dir."""
 
 
-def node_state(node: Node, running: bool, phase: str) -> dict[str, object]:
+def node_state(node: Node, running: bool, phase: str) -> NodeState:
     c = node.committer
     s = c.stats
-    return {
-        "process": "node",
-        "pid": os.getpid(),
-        "phase": phase,
-        "running": running,
-        "serverId": node.config.id,
-        "lastLogTick": str(c.last_seq),
-        "totalEvents": s.records_logged,
-        "time": iso_now(),
-        "started": node.started,
-        "totalRequests": node.requests,
-        "totalRejected": node.rejected,
-        "totalCommits": s.commits,
-        "totalFiles": s.files,
-        "totalPoints": s.points,
-        "totalDuplicates": s.duplicates,
-        "totalGaps": s.gaps,
-        "gapOrigins": dict(s.gap_origins),
-        "failedCommits": s.failed_commits,
-        "lastError": s.last_error,
-        "writes": node.writes.state(),
-        "marks": {k: str(v) for k, v in c.marks.items()},
-        "history": c.history.id,
-        "historyBase": None if c.history.base is None else [c.history.base[0],
-                                                             str(c.history.base[1])],
-        "replication": {
-            "batches": node.replication.batches,
-            "records": node.replication.records,
-            "loops": node.replication.loops,
-            "duplicates": s.duplicates,
-            "gaps": s.gaps,
-            "collisions": node.replication.collisions,
-            "lastCollision": node.replication.last_collision,
-            "divergence": list(s.divergence),
-            "divergentOrigins": sorted({d["origin"] for d in s.divergence}),
-        },
-    }
+    return NodeState(
+        phase=phase,
+        running=running,
+        server_id=node.config.id,
+        last_log_tick=c.last_seq,
+        total_events=s.records_logged,
+        time=iso_now(),
+        started=node.started,
+        total_requests=node.requests,
+        total_rejected=node.rejected,
+        total_commits=s.commits,
+        total_files=s.files,
+        total_points=s.points,
+        total_duplicates=s.duplicates,
+        total_gaps=s.gaps,
+        gap_origins=dict(s.gap_origins),
+        failed_commits=s.failed_commits,
+        last_error=s.last_error,
+        writes=node.writes.state(),
+        marks=dict(c.marks),
+        history=c.history.id,
+        history_base=c.history.base,
+        replication=ReplicationFigures(
+            batches=node.replication.batches,
+            records=node.replication.records,
+            loops=node.replication.loops,
+            duplicates=s.duplicates,
+            gaps=s.gaps,
+            collisions=node.replication.collisions,
+            last_collision=Collision.from_json(node.replication.last_collision),
+            divergence=[Divergence.from_json(d) for d in s.divergence],
+        ),
+    )
 
 
 def open_node(cfg: NodeConfig) -> Node:
@@ -117,9 +113,9 @@ class StateWriter:
         self.failures = 0
         self._logged = 0.0
 
-    def write(self, state: dict[str, object]) -> bool:
+    def write(self, state: NodeState | dict[str, object]) -> bool:
         try:
-            write_json_atomic(self.path, state)
+            write_json_atomic(self.path, state if isinstance(state, dict) else state.to_json())
         except OSError as exc:
             self.failures += 1
             now = time.monotonic()
@@ -140,11 +136,11 @@ async def serve(cfg: NodeConfig) -> None:
     log.info("open-file limit %d (hard %d), %d kept in reserve", soft, hard,
              cfg.limits.fd_reserve)
     node = open_node(cfg)
-    state_path = cfg.state_dir / "node.json"
+    state_path = node_state_path(cfg.state_dir)
     state = StateWriter(state_path)
     node.committer.start()
     if cfg.bootstrap_from is not None:
-        write_json_atomic(state_path, node_state(node, True, "bootstrapping"))
+        node_state(node, True, "bootstrapping").write(state_path)
         await resync_from_seed(node)
     quiet_bad_requests()
     # keepalive_timeout runs from the moment a connection is accepted until its request's
@@ -168,7 +164,7 @@ async def serve(cfg: NodeConfig) -> None:
         raise ListenError(cfg, exc) from None
     log.info("node %s listening on %s:%d, last seq %d", cfg.id, cfg.host, cfg.port,
              node.committer.last_seq)
-    write_json_atomic(state_path, node_state(node, True, "running"))
+    node_state(node, True, "running").write(state_path)
     notify = Notifier()
     notify.ready(f"listening on {cfg.host}:{cfg.port}, last seq {node.committer.last_seq}")
 

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fanout.statefile import iso_now, read_json
+from fanout.state import ForwarderState, forwarder_state_path
+from fanout.statefile import iso_now
 from fanout.supervise import restarts
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import target_of
@@ -120,9 +121,9 @@ class AlertListener:
         target = target_of(name)
         if target is not None:
             alert["target"] = target
-            st = read_json(self.paths.state_dir / f"{name}.json") or {}
-            if isinstance(st.get("lastError"), dict):
-                alert["lastError"] = st["lastError"]
+            st = ForwarderState.read(forwarder_state_path(self.paths.state_dir, target))
+            if st is not None and st.last_error is not None:
+                alert["lastError"] = st.last_error.to_json()
         detail = last_error_line(self.paths.logs_dir / f"{name}.log")
         if detail:
             alert["detail"] = detail

@@ -32,6 +32,15 @@ from typing import Any
 import psutil
 
 from fanout.config import NodeConfig
+from fanout.state import (
+    DistributorState,
+    ErrorInfo,
+    ForwarderState,
+    NodeState,
+    distributor_state_path,
+    forwarder_state_path,
+    node_state_path,
+)
 from fanout.statefile import iso_now, read_json
 from fanout.supervise import restarts
 from fanout.supervise.alerts import last_error_line
@@ -92,8 +101,13 @@ class TargetRow:
     pending_files: int | None = None
     pending_bytes: int | None = None
     pending_oldest_age: float | None = None
-    last_error: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # the state file's lastError, as written
     state_age: float | None = None
+
+    @property
+    def error_message(self) -> str | None:
+        err = ErrorInfo.from_json(self.last_error)
+        return err.message if err else None
 
 
 @dataclass
@@ -116,6 +130,16 @@ class Status:
 
     def process(self, name: str) -> ProcessRow | None:
         return next((p for p in self.processes if p.name == name), None)
+
+    @property
+    def node(self) -> NodeState | None:
+        """``node_state`` read through its schema; None without a state file."""
+        return NodeState.from_json(self.node_state) if self.node_state else None
+
+    @property
+    def distributor(self) -> DistributorState | None:
+        return DistributorState.from_json(self.distributor_state) \
+            if self.distributor_state else None
 
 
 class CpuSampler:
@@ -170,13 +194,6 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _state_age(path: Path, now: float) -> float | None:
     try:
         return max(0.0, now - os.stat(path).st_mtime)
@@ -215,10 +232,11 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
 
     st = Status(cfg.id, str(cfg.source), str(cfg.state_dir), sv_view)
     st.orphans = find_orphans(cfg.state_dir, {i.pid for i in live})
-    st.node_state = read_json(cfg.state_dir / "node.json") or {}
-    st.distributor_state = read_json(cfg.state_dir / "distributor.json") or {}
-    st.node_state_age = _state_age(cfg.state_dir / "node.json", now)
-    st.distributor_state_age = _state_age(cfg.state_dir / "distributor.json", now)
+    node_path, dist_path = node_state_path(cfg.state_dir), distributor_state_path(cfg.state_dir)
+    st.node_state = read_json(node_path) or {}
+    st.distributor_state = read_json(dist_path) or {}
+    st.node_state_age = _state_age(node_path, now)
+    st.distributor_state_age = _state_age(dist_path, now)
     for info in infos:
         row = ProcessRow(info.name, kind_of(info.name), info.statename,
                          restarts_5m=counts.get(info.name, 0), description=info.description)
@@ -270,26 +288,25 @@ def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow
     proc = FORWARDER_PREFIX + name
     info = st.process(proc)
     row = TargetRow(name, proc, info.state if info else "MISSING")
-    path = cfg.state_dir / f"{proc}.json"
-    data = read_json(path)
-    if not data:
+    path = forwarder_state_path(cfg.state_dir, name)
+    data = ForwarderState.read(path)
+    if data is None:
         return row
     row.state_age = _state_age(path, now)
-    row.phase = data.get("phase")
-    row.running = data.get("running")
-    row.applied_tick = _int(data.get("lastAppliedTick"))
-    row.processed_tick = _int(data.get("lastProcessedTick"))
-    row.ticks_behind = _int(data.get("ticksBehind"))
-    log_tick = _int(st.node_state.get("lastLogTick"))
-    if log_tick is not None and row.processed_tick is not None:
-        row.ticks_behind = max(0, log_tick - row.processed_tick)
-    pending = data.get("pending") or {}
-    row.pending_files = _int(pending.get("files"))
-    row.pending_bytes = _int(pending.get("bytes"))
-    age = pending.get("oldestAgeSeconds")
-    row.pending_oldest_age = float(age) if isinstance(age, int | float) else None
-    err = data.get("lastError")
-    row.last_error = err if isinstance(err, dict) else None
+    row.phase = data.phase
+    row.running = data.running
+    row.last_error = None if data.last_error is None else data.last_error.to_json()
+    if data.brief:  # stopped before it had figures (a config error)
+        return row
+    row.applied_tick = data.last_applied_tick
+    row.processed_tick = data.last_processed_tick
+    row.ticks_behind = data.ticks_behind
+    node = st.node
+    if node is not None:
+        row.ticks_behind = max(0, node.last_log_tick - data.last_processed_tick)
+    row.pending_files = data.pending.files
+    row.pending_bytes = data.pending.bytes
+    row.pending_oldest_age = data.pending.oldest_age_seconds
     return row
 
 
@@ -304,13 +321,12 @@ def _detail(paths: SupervisePaths, row: ProcessRow, st: Status) -> str | None:
     if target is not None:
         t = next((t for t in st.targets if t.name == target), None)
         if t is not None and t.last_error and (row.state != "RUNNING" or t.phase == "backoff"):
-            return str(t.last_error.get("errorMessage"))
+            return t.error_message
         return None
-    state = st.node_state if row.kind == "node" else (
-        st.distributor_state if row.kind == "distributor" else {})
-    err = state.get("lastError")
-    if row.state != "RUNNING" and isinstance(err, dict):
-        return str(err.get("errorMessage"))
+    # the node's lastError is a bare message about a commit, not why it is down
+    dist = st.distributor if row.kind == "distributor" else None
+    if row.state != "RUNNING" and dist is not None and dist.last_error is not None:
+        return dist.last_error.message
     return None
 
 
@@ -367,15 +383,15 @@ def _judge_writes(st: Status, down: list[str], degraded: list[str]) -> None:
     age = st.node_state_age
     if age is None or age > row.uptime:
         return  # written by an earlier process: says nothing about this one
-    w = st.node_state.get("writes")
-    if not isinstance(w, dict):
+    node = st.node
+    if node is None:
         return
-    n = _int(w.get("failingInRow")) or 0
-    err = w.get("lastError")
-    last = err.get("errorMessage") if isinstance(err, dict) else None
+    w = node.writes
+    n = w.failing_in_row
+    last = w.last_error.message if w.last_error else None
     failing = f"the last {n} write(s) failed: {last}" if n else None
-    if w.get("datalogWritable") is False:
-        down.append(f"node: every write fails: {w.get('datalogError')}"
+    if not w.datalog_writable:
+        down.append(f"node: every write fails: {w.datalog_error}"
                     + (f" ({failing})" if failing else ""))
     elif failing:
         (down if n >= WRITES_DOWN_AFTER else degraded).append(f"node: {failing}")
@@ -385,16 +401,15 @@ def _judge_histories(st: Status, degraded: list[str]) -> None:
     """A divergence (this node holds writes an origin no longer has) or an id collision
     (another live node uses this node's id) is degraded until the node restarts: the
     operator must look, even though replication goes on."""
-    rep = (st.node_state or {}).get("replication") or {}
-    latest: dict[str, str] = {}
-    for d in rep.get("divergence") or []:
-        if isinstance(d, dict):
-            latest[str(d.get("origin"))] = str(d.get("message"))
+    node = st.node
+    if node is None:
+        return
+    rep = node.replication
+    latest = {d.origin: d.message for d in rep.divergence}
     for origin, message in sorted(latest.items()):
         degraded.append(f"node: divergence from origin {origin}: {message}")
-    last = rep.get("lastCollision")
-    if isinstance(last, dict):
-        degraded.append(f"node: refused replicated writes: {last.get('message')}")
+    if rep.last_collision is not None:
+        degraded.append(f"node: refused replicated writes: {rep.last_collision.message}")
 
 
 def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:
@@ -405,7 +420,7 @@ def _judge_targets(st: Status, down: list[str], degraded: list[str]) -> None:
             continue  # judged as a process
         fresh = (t.state_age is not None and proc.uptime is not None
                  and t.state_age <= proc.uptime)  # written by the current process
-        err = (t.last_error or {}).get("errorMessage")
+        err = t.error_message
         if fresh and t.running is False:
             down.append(f"{t.process} stopped replicating ({t.phase})"
                         + (f": {err}" if err else ""))

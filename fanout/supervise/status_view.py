@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fanout.state.common import error_json
 from fanout.supervise.status import ProcessRow, Status, TargetRow
 
 ERROR_WIDTH = 60
@@ -50,7 +51,7 @@ def target_json(t: TargetRow) -> dict[str, Any]:
 
 
 def as_json(st: Status) -> dict[str, Any]:
-    ns, ds = st.node_state, st.distributor_state
+    ns, ds = st.node, st.distributor
     return {
         "time": st.time,
         "health": st.health.name.lower(),
@@ -60,18 +61,18 @@ def as_json(st: Status) -> dict[str, Any]:
             "id": st.node_id,
             "config": st.config,
             "stateDir": st.state_dir,
-            "running": ns.get("running"),
-            "phase": ns.get("phase"),
-            "lastLogTick": _tick(_int(ns.get("lastLogTick"))),
-            "totalEvents": ns.get("totalEvents"),
-            "lastError": ns.get("lastError"),
+            "running": ns.running if ns else None,
+            "phase": ns.phase if ns else None,
+            "lastLogTick": _tick(ns.last_log_tick) if ns else None,
+            "totalEvents": ns.total_events if ns else None,
+            "lastError": ns.last_error if ns else None,
         },
         "distributor": {
-            "running": ds.get("running"),
-            "phase": ds.get("phase"),
-            "datalogBacklogFiles": ds.get("datalogBacklogFiles"),
-            "filesLinked": ds.get("filesLinked"),
-            "lastError": ds.get("lastError"),
+            "running": ds.running if ds else None,
+            "phase": ds.phase if ds else None,
+            "datalogBacklogFiles": ds.datalog_backlog_files if ds else None,
+            "filesLinked": ds.files_linked if ds else None,
+            "lastError": error_json(ds.last_error) if ds else None,
         },
         "supervisor": {
             "reachable": st.supervisor.reachable,
@@ -84,13 +85,6 @@ def as_json(st: Status) -> dict[str, Any]:
         "targets": [target_json(t) for t in st.targets],
         "orphans": [{"role": o.role, "pid": o.pid, "cmdline": o.cmdline} for o in st.orphans],
     }
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def duration(seconds: float | None) -> str:
@@ -142,9 +136,9 @@ def table(st: Status) -> str:
     sv = st.supervisor
     lines.append(f"supervisord: pid {sv.pid}, {sv.state}" if sv.reachable
                  else f"supervisord: not running ({sv.socket})")
-    log_tick = st.node_state.get("lastLogTick")
-    if log_tick is not None:
-        lines.append(f"node last log tick: {log_tick}")
+    node = st.node
+    if node is not None:
+        lines.append(f"node last log tick: {node.last_log_tick}")
     lines.append("")
     rows = [[p.name, p.state, _cell(p.pid), duration(p.uptime),
              "-" if p.cpu_percent is None else f"{p.cpu_percent:.1f}",
@@ -164,7 +158,7 @@ def table(st: Status) -> str:
         lines.append("")
         trows = []
         for t in st.targets:
-            err = (t.last_error or {}).get("errorMessage")
+            err = t.error_message
             trows.append([t.name, t.phase or "-", _cell(t.applied_tick), _cell(t.ticks_behind),
                           _cell(t.pending_files), size(t.pending_bytes),
                           duration(t.pending_oldest_age) if t.pending_files else "-",
