@@ -108,21 +108,3 @@ def check_target(source: Path, name: str, endpoint: str, source_dir: Path,
                               hint=f"fanout target remove --name {other}, or use another "
                                    "endpoint")
 
-
-def check_target_file(path: Path, node: NodeConfig | None = None) -> None:
-    """Load ``forwarders.d/<t>.yaml`` and check it against its node (its ``node_config``,
-    when that file exists) and its sibling files; ConfigError names the file and key."""
-    from fanout.config import load_node_config
-    from forwarder.config import load_target_config, target_files
-
-    cfg = load_target_config(path)
-    if node is None and cfg.node_config is not None and cfg.node_config.is_file():
-        node = load_node_config(cfg.node_config)
-    siblings: dict[str, tuple[Path, str]] = {}
-    for other in target_files(cfg.source.parent):
-        if other.resolve() == cfg.source:
-            continue
-        with contextlib.suppress(ConfigError):
-            o = load_target_config(other)
-            siblings[o.target] = (o.source, o.sink.endpoint)
-    check_target(cfg.source, cfg.target, cfg.sink.endpoint, cfg.source_dir, node, siblings)

@@ -28,7 +28,7 @@ from fanout.errors import (
 )
 from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, read_json, write_json_atomic
-from forwarder.config import TargetConfig
+from fanout.target_config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
 from forwarder.source import Chunk, SourceReader, scan_pending

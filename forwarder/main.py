@@ -23,8 +23,7 @@ from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
 from fanout.instancelock import EXIT_LOCKED, InstanceLocked
 from fanout.statefile import write_json_atomic
-from fanout.targetcheck import check_target_file
-from forwarder.config import TargetConfig, load_target_config
+from fanout.target_config import TargetConfig, check_target_file, load_target_config
 
 log = logging.getLogger("fanout.forwarder")
 

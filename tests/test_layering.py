@@ -58,8 +58,12 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
-            # `from pkg import mod` imports the submodule when there is one
-            targets = [f"{prefix}.{alias.name}" for alias in node.names] + [prefix]
+            # `from pkg import mod` imports the submodule (its package is already loading);
+            # `from pkg import name` depends on the package itself
+            subs = [f"{prefix}.{alias.name}" for alias in node.names]
+            targets = [s for s in subs if s in modules] or [prefix]
+            if len(targets) < len(subs):
+                targets.append(prefix)
         for target in targets:
             found = resolve(target, modules)
             if found is not None and found != name:

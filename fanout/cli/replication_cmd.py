@@ -18,7 +18,7 @@ from pathlib import Path
 from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ConfigError
 from fanout.statefile import read_json
-from forwarder.config import TargetConfig, load_target_config
+from fanout.target_config import TargetConfig, load_target_config
 
 LINK_WAIT = 30.0
 

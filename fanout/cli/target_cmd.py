@@ -24,8 +24,8 @@ from fanout.confload import check_private
 from fanout.errors import ConfigError
 from fanout.instancelock import holder, lock_path
 from fanout.statefile import read_json
+from fanout.target_config import SinkConfig, load_target_config, target_files
 from fanout.targetcheck import check_target, is_inside, name_problem
-from forwarder.config import SinkConfig, load_target_config, target_files
 
 
 def _siblings(node: NodeConfig) -> dict[str, tuple[Path, str]]:

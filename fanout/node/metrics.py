@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from fanout.node.http import authorize
 from fanout.statefile import read_json
-from forwarder.config import target_files
+from fanout.target_config import target_files
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -204,7 +204,7 @@ async def resync_from_seed(node: Node) -> None:
     it retries, then dedups against the restored marks."""
     from fanout.bootstrap import Endpoint
     from fanout.node.snapshot import download_and_restore
-    from forwarder.config import SinkConfig
+    from fanout.target_config import SinkConfig
 
     b = node.config.bootstrap_from
     assert b is not None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.config import NodeConfig
-from forwarder.config import target_files
+from fanout.target_config import target_files
 
 NODE = "node"
 DISTRIBUTOR = "distributor"

@@ -32,7 +32,7 @@ from fanout.supervise.programs import (
     forwarder_argv,
     node_program,
 )
-from forwarder.config import load_target_config, target_files
+from fanout.target_config import load_target_config, target_files
 
 EXIT_CONFIG = 78
 WATCHDOG_SEC = 30

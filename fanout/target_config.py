@@ -6,14 +6,15 @@ target is adding a file.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fanout.config import ID_RE
+from fanout.config import ID_RE, NodeConfig, load_node_config
 from fanout.confload import Section, check_private, read_yaml
 from fanout.errors import ConfigError
-from fanout.targetcheck import name_problem
+from fanout.targetcheck import check_target, name_problem
 
 SINK_TYPES = ("fanout", "warp10")
 ON_REJECT = ("stop", "quarantine")
@@ -148,3 +149,19 @@ def target_files(targets_dir: Path) -> list[Path]:
     if not targets_dir.is_dir():
         return []
     return sorted(p for p in targets_dir.glob("*.yaml") if not p.name.startswith("."))
+
+
+def check_target_file(path: Path, node: NodeConfig | None = None) -> None:
+    """Load ``forwarders.d/<t>.yaml`` and check it against its node (its ``node_config``,
+    when that file exists) and its sibling files; ConfigError names the file and key."""
+    cfg = load_target_config(path)
+    if node is None and cfg.node_config is not None and cfg.node_config.is_file():
+        node = load_node_config(cfg.node_config)
+    siblings: dict[str, tuple[Path, str]] = {}
+    for other in target_files(cfg.source.parent):
+        if other.resolve() == cfg.source:
+            continue
+        with contextlib.suppress(ConfigError):
+            o = load_target_config(other)
+            siblings[o.target] = (o.source, o.sink.endpoint)
+    check_target(cfg.source, cfg.target, cfg.sink.endpoint, cfg.source_dir, node, siblings)
