@@ -26,6 +26,7 @@ from fanout.errors import (
     DatalogCorruptError,
     FanoutError,
 )
+from fanout.exitcodes import EXIT_POLICY_STOP
 from fanout.sdnotify import Notifier
 from fanout.statefile import iso_now, read_json, write_json_atomic
 from fanout.target_config import TargetConfig
@@ -124,7 +125,7 @@ class Forwarder:
             log.error("forwarder %s stops: %s", self.cfg.target, exc)
             self.state.last_error = LastError(exc.error_num, str(exc))
             self.state.set_phase(Phase.FAILED, str(exc))
-            return 3
+            return EXIT_POLICY_STOP
         finally:
             self._save_cursor()
             self.notify.stopping()

@@ -19,9 +19,10 @@ from pathlib import Path
 import yaml
 
 from fanout import instancelock
-from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
-from fanout.instancelock import EXIT_LOCKED, InstanceLocked
+from fanout.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_LOCKED
+from fanout.instancelock import InstanceLocked
+from fanout.logsetup import setup_logging
 from fanout.statefile import write_json_atomic
 from fanout.target_config import TargetConfig, check_target_file, load_target_config
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Try: {exc.hint}", file=sys.stderr)
         return EXIT_LOCKED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _record_config_error(config: Path, exc: ConfigError) -> None:

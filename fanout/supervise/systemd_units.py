@@ -26,15 +26,14 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import FanoutError
+from fanout.exitcodes import EXIT_CONFIG, EXIT_POLICY_STOP
 from fanout.supervise.programs import (
-    EXIT_POLICY_STOP,
     distributor_program,
     forwarder_argv,
     node_program,
 )
 from fanout.target_config import load_target_config, target_files
 
-EXIT_CONFIG = 78
 WATCHDOG_SEC = 30
 NODE_UNIT = "fanout-node.service"
 DISTRIBUTOR_UNIT = "fanout-distributor.service"
