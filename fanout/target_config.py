@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fanout.config import ID_RE, NodeConfig, load_node_config
-from fanout.confload import Section, check_private, read_yaml
+from fanout.confload import Section, read_yaml
 from fanout.errors import ConfigError
+from fanout.secretfile import check_private, read_token_file
 from fanout.targetcheck import check_target, name_problem
 
 SINK_TYPES = ("fanout", "warp10")
@@ -39,14 +40,7 @@ class SinkConfig:
         if self.token is not None:
             return self.token
         assert self.token_file is not None
-        check_private(self.token_file, "token file")
-        try:
-            value = self.token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(self.token_file, None, f"cannot read: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(self.token_file, None, "token file is empty")
-        return value
+        return read_token_file(self.token_file)
 
 
 @dataclass(frozen=True)

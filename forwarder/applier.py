@@ -28,7 +28,7 @@ from fanout.errors import (
 )
 from fanout.exitcodes import EXIT_POLICY_STOP
 from fanout.sdnotify import Notifier
-from fanout.statefile import iso_now, read_json, write_json_atomic
+from fanout.statefile import iso_now, read_json, read_node_state, write_json_atomic
 from fanout.target_config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
@@ -473,7 +473,7 @@ class Forwarder:
         self._pending_due = now + max(1.0, cost * 20)
         s = self.state
         s.pending_files, s.pending_bytes, s.pending_oldest_age = p.files, p.bytes, p.oldest_age
-        node = read_json(self.cfg.state_dir / "node.json") or {}
+        node = read_node_state(self.cfg.state_dir)
         try:
             available = int(node.get("lastLogTick", 0))
         except (TypeError, ValueError):

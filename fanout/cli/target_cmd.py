@@ -20,9 +20,9 @@ import yaml
 
 from fanout.cli.init_cmd import write_private
 from fanout.config import NodeConfig, load_node_config
-from fanout.confload import check_private
 from fanout.errors import ConfigError
 from fanout.instancelock import holder, lock_path
+from fanout.secretfile import check_private
 from fanout.statefile import read_json
 from fanout.target_config import SinkConfig, load_target_config, target_files
 from fanout.targetcheck import check_target, is_inside, name_problem
