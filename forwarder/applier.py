@@ -276,8 +276,8 @@ class Forwarder:
         return await self._build(False, single_until)
 
     async def _resync(self, why: str) -> None:
-        from fanout.bootstrap import Endpoint, copy_snapshot, local_endpoint
         from fanout.config import load_node_config
+        from fanout.ops.bootstrap import Endpoint, copy_snapshot, local_endpoint
 
         log.warning("%s; auto_resync %d/%d", why, self._resyncs, self.cfg.auto_resync_retries)
         self.state.last_error = LastError(ERROR_START_TICK_NOT_PRESENT, why)

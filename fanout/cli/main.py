@@ -31,7 +31,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from fanout.cli.init_cmd import init_node
+    from fanout.ops.init import init_node
 
     path = init_node(Path(args.dir), args.id, args.listen, args.store, args.force)
     print(f"created {path}")
@@ -70,7 +70,7 @@ def cmd_datalog_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_target_add(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import add_target, node_history
+    from fanout.ops.targets import add_target, node_history
 
     path = add_target(Path(args.config), args.name, args.endpoint, args.token,
                       Path(args.token_file) if args.token_file else None, args.sink,
@@ -103,7 +103,7 @@ def cmd_target_add(args: argparse.Namespace) -> int:
 
 
 def cmd_target_list(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import list_targets
+    from fanout.ops.targets import list_targets
 
     rows = list_targets(Path(args.config))
     if args.json:
@@ -127,7 +127,7 @@ def cmd_target_list(args: argparse.Namespace) -> int:
 
 
 def cmd_target_remove(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import remove_target
+    from fanout.ops.targets import remove_target
 
     res = remove_target(Path(args.config), args.name)
     print(res.forwarder)

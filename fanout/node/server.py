@@ -204,8 +204,8 @@ async def resync_from_seed(node: Node) -> None:
     """Before serving: load the seed's snapshot into the (empty) memory store. Nothing is
     served until then, so a forwarder cannot deliver into a store about to be replaced;
     it retries, then dedups against the restored marks."""
-    from fanout.bootstrap import Endpoint
     from fanout.node.snapshot import download_and_restore
+    from fanout.ops.bootstrap import Endpoint
 
     b = node.config.bootstrap_from
     assert b is not None

@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fanout.cli.init_cmd import init_node
-from fanout.cli.target_cmd import add_target
 from fanout.config import load_node_config
 from fanout.errors import ConfigError
+from fanout.ops.init import init_node
+from fanout.ops.targets import add_target
 from fanout.target_config import load_target_config
 from fanout.testing import NodeProc, fanout_cmd, free_port
 
