@@ -11,9 +11,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fanout.config import ID_RE, NodeConfig, load_node_config
+from fanout.config import NodeConfig, load_node_config
 from fanout.confload import Section, read_yaml
 from fanout.errors import ConfigError
+from fanout.ids import ID_RE
 from fanout.secretfile import check_private, read_token_file
 from fanout.targetcheck import check_target, name_problem
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import ConfigError
+from fanout.ids import ID_PATTERN, ID_RULE
 
-TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-TARGET_NAME_RULE = "1 to 64 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+TARGET_NAME_RE = re.compile(f"^(?![.-]){ID_PATTERN}$")  # an id, not starting with . or -
+TARGET_NAME_RULE = f"{ID_RULE}, not starting with '.' or '-'"
 _ANY = ("0.0.0.0", "::", "")
 
 
