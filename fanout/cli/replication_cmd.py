@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 from fanout.config import load_node_config
-from fanout.ops.pause import pause, resume
-from fanout.ops.targets import target_of
 
 
 def _progress(sent: int, elapsed: float) -> None:
@@ -42,6 +40,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
+    from fanout.ops.pause import pause
+    from fanout.ops.targets import target_of
+
     t = target_of(load_node_config(Path(args.config)), args.target)
     pause(t)
     print(f"paused {args.target}: its files keep arriving (retention still applies); "
@@ -50,6 +51,9 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from fanout.ops.pause import resume
+    from fanout.ops.targets import target_of
+
     t = target_of(load_node_config(Path(args.config)), args.target)
     resume(t)
     print(f"resumed {args.target}")
