@@ -45,8 +45,8 @@ import yaml
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from fanout.cli.init_cmd import init_node
 from fanout.datalog.format import Record, encode_record, file_header, file_name
+from fanout.ops.init import init_node
 from fanout.state import DistributorState, distributor_state_path
 from fanout.testing import fanout_cmd, free_port
 

@@ -22,8 +22,8 @@ import psutil
 import yaml
 
 from fanout.cli.demo import stop_demo
-from fanout.cli.target_cmd import add_target
 from fanout.config import load_node_config
+from fanout.ops.targets import add_target
 from fanout.supervise import control
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.status import Health, gather

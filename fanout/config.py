@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.confload import Section, read_yaml
+from fanout.ids import ID_RE, ID_RULE
 
-# The id grammar allows a hyphen ("paris-1"): it is unambiguous in datalog file names
-# because the seq before it has a fixed 20 digits.
-ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 # Room a record needs beside its body when framed for /replicate: header + frame + slack.
 RECORD_OVERHEAD = (1 << 20) + 64
@@ -96,7 +93,7 @@ def load_node_config(path: Path) -> NodeConfig:
     sec = Section(path, read_yaml(path))
     node_id = sec.string("id", required=True)
     if not ID_RE.match(node_id):
-        raise sec.error("id", f"must be 1 to 64 of [A-Za-z0-9_.-] (got {node_id!r})")
+        raise sec.error("id", f"must be {ID_RULE} (got {node_id!r})")
     host, port = parse_listen(sec, "listen")
     st = sec.section("store")
     kind = st.choice("type", ("sqlite", "memory"), default="sqlite")

@@ -8,7 +8,6 @@ the process exits non-zero at start (supervisord shows FATAL) instead of failing
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,22 +38,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(path, None, f"expected a mapping at top level, got {type(data).__name__}")
     return data
-
-
-def check_private(path: Path, what: str = "file") -> None:
-    """Refuse a secrets file that group or others may read or write."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise ConfigError(path, None, f"{what} not found") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            path,
-            None,
-            f"{what} holds secrets but is accessible by group or others "
-            f"(mode {stat.S_IMODE(mode):04o})",
-            hint=f"chmod 600 {path}",
-        )
 
 
 class Section:

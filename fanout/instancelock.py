@@ -32,7 +32,6 @@ import psutil
 
 from fanout.errors import FanoutError
 
-EXIT_LOCKED = 75  # EX_TEMPFAIL
 LOCK_SUFFIX = ".lock"
 _HOLDER_WAIT = 1.0  # seconds to wait for a new holder to write its pid
 

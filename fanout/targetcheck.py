@@ -22,9 +22,10 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import ConfigError
+from fanout.ids import ID_PATTERN, ID_RULE
 
-TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-TARGET_NAME_RULE = "1 to 64 of [A-Za-z0-9_.-], not starting with '.' or '-'"
+TARGET_NAME_RE = re.compile(f"^(?![.-]){ID_PATTERN}$")  # an id, not starting with . or -
+TARGET_NAME_RULE = f"{ID_RULE}, not starting with '.' or '-'"
 _ANY = ("0.0.0.0", "::", "")
 
 
@@ -108,21 +109,3 @@ def check_target(source: Path, name: str, endpoint: str, source_dir: Path,
                               hint=f"fanout target remove --name {other}, or use another "
                                    "endpoint")
 
-
-def check_target_file(path: Path, node: NodeConfig | None = None) -> None:
-    """Load ``forwarders.d/<t>.yaml`` and check it against its node (its ``node_config``,
-    when that file exists) and its sibling files; ConfigError names the file and key."""
-    from fanout.config import load_node_config
-    from forwarder.config import load_target_config, target_files
-
-    cfg = load_target_config(path)
-    if node is None and cfg.node_config is not None and cfg.node_config.is_file():
-        node = load_node_config(cfg.node_config)
-    siblings: dict[str, tuple[Path, str]] = {}
-    for other in target_files(cfg.source.parent):
-        if other.resolve() == cfg.source:
-            continue
-        with contextlib.suppress(ConfigError):
-            o = load_target_config(other)
-            siblings[o.target] = (o.source, o.sink.endpoint)
-    check_target(cfg.source, cfg.target, cfg.sink.endpoint, cfg.source_dir, node, siblings)

@@ -230,7 +230,7 @@ class NodeProc(Proc):
     @classmethod
     def init(cls, node_dir: Path, node_id: str, store: str = "sqlite",
              port: int | None = None, **overrides: Any) -> NodeProc:
-        from fanout.cli.init_cmd import init_node
+        from fanout.ops.init import init_node
 
         port = port or free_port()
         cfg = init_node(node_dir, node_id, f"127.0.0.1:{port}", store)
@@ -302,7 +302,7 @@ class Topology:
 
     def link(self, src: NodeProc, dst: NodeProc, name: str | None = None,
              **overrides: Any) -> Path:
-        from fanout.cli.target_cmd import add_target
+        from fanout.ops.targets import add_target
 
         name = name or dst.dir.name
         # auto_resync replaces the target's store: that needs a token with 'admin' there

@@ -26,10 +26,11 @@ from fanout.errors import (
     DatalogCorruptError,
     FanoutError,
 )
+from fanout.exitcodes import EXIT_POLICY_STOP
 from fanout.sdnotify import Notifier
 from fanout.state import Cursor, NodeState, cursor_path, node_state_path
 from fanout.statefile import iso_now
-from forwarder.config import TargetConfig
+from fanout.target_config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
 from forwarder.source import Chunk, SourceReader, scan_pending
@@ -121,7 +122,7 @@ class Forwarder:
             log.error("forwarder %s stops: %s", self.cfg.target, exc)
             self.state.last_error = LastError(exc.error_num, str(exc))
             self.state.set_phase(Phase.FAILED, str(exc))
-            return 3
+            return EXIT_POLICY_STOP
         finally:
             self._save_cursor()
             self.notify.stopping()
@@ -272,8 +273,8 @@ class Forwarder:
         return await self._build(False, single_until)
 
     async def _resync(self, why: str) -> None:
-        from fanout.bootstrap import Endpoint, copy_snapshot, local_endpoint
         from fanout.config import load_node_config
+        from fanout.ops.bootstrap import Endpoint, copy_snapshot, local_endpoint
 
         log.warning("%s; auto_resync %d/%d", why, self._resyncs, self.cfg.auto_resync_retries)
         self.state.last_error = LastError(ERROR_START_TICK_NOT_PRESENT, why)

@@ -19,12 +19,12 @@ from pathlib import Path
 import yaml
 
 from fanout import instancelock
-from fanout.cli.main import EXIT_CONFIG, setup_logging
 from fanout.errors import ConfigError
-from fanout.instancelock import EXIT_LOCKED, InstanceLocked
+from fanout.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_LOCKED
+from fanout.instancelock import InstanceLocked
+from fanout.logsetup import setup_logging
 from fanout.state import ErrorInfo, ForwarderState, forwarder_state_path
-from fanout.targetcheck import check_target_file
-from forwarder.config import TargetConfig, load_target_config
+from fanout.target_config import TargetConfig, check_target_file, load_target_config
 
 log = logging.getLogger("fanout.forwarder")
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Try: {exc.hint}", file=sys.stderr)
         return EXIT_LOCKED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _record_config_error(config: Path, exc: ConfigError) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from fanout.cli.target_cmd import add_target
 from fanout.config import load_node_config
 from fanout.errors import ConfigError, FanoutError
+from fanout.ops.targets import add_target
 from fanout.supervise import control
 from fanout.supervise.status import gather
 from fanout.supervise.status_view import table

@@ -7,21 +7,21 @@ error knows one, ``Try: ...``.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from fanout.errors import ConfigError, DatalogCorruptError, FanoutError
-from fanout.instancelock import EXIT_LOCKED, InstanceLocked
+from fanout.exitcodes import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+)
+from fanout.instancelock import InstanceLocked
+from fanout.logsetup import setup_logging
 
-# Exit codes, one table. 78 is EX_CONFIG: systemd units list it in
-# RestartPreventExitStatus and supervisord configs in exitcodes handling, so a broken
-# configuration ends as FATAL instead of a restart loop.
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 78
-# 75 is EX_TEMPFAIL: another instance holds this role's lock (fanout.instancelock).
+# Which error ends the command with which exit code (fanout.exitcodes).
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ConfigError, EXIT_CONFIG),
     (InstanceLocked, EXIT_LOCKED),
@@ -30,16 +30,8 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 ]
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def cmd_init(args: argparse.Namespace) -> int:
-    from fanout.cli.init_cmd import init_node
+    from fanout.ops.init import init_node
 
     path = init_node(Path(args.dir), args.id, args.listen, args.store, args.force)
     print(f"created {path}")
@@ -78,7 +70,7 @@ def cmd_datalog_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_target_add(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import add_target, node_history
+    from fanout.ops.targets import add_target, node_history
 
     path = add_target(Path(args.config), args.name, args.endpoint, args.token,
                       Path(args.token_file) if args.token_file else None, args.sink,
@@ -111,7 +103,7 @@ def cmd_target_add(args: argparse.Namespace) -> int:
 
 
 def cmd_target_list(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import list_targets
+    from fanout.ops.targets import list_targets
 
     rows = list_targets(Path(args.config))
     if args.json:
@@ -135,7 +127,7 @@ def cmd_target_list(args: argparse.Namespace) -> int:
 
 
 def cmd_target_remove(args: argparse.Namespace) -> int:
-    from fanout.cli.target_cmd import remove_target
+    from fanout.ops.targets import remove_target
 
     res = remove_target(Path(args.config), args.name)
     print(res.forwarder)
@@ -236,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except FanoutError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from fanout.cli.main import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, setup_logging
+from fanout.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
+from fanout.logsetup import setup_logging
 
 WATCH_INTERVAL = 2.0
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import DatalogCorruptError
+from fanout.ids import ID_PATTERN
 
 MAGIC = b"FANOUTDL"
 VERSION = 1
@@ -43,7 +44,7 @@ MAX_BODY = 1 << 30
 LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
 _HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
 
-_NAME_RE = re.compile(r"^(\d{20})-([A-Za-z0-9_.-]{1,64})\.dlog$")
+_NAME_RE = re.compile(rf"^(\d{{20}})-({ID_PATTERN})\.dlog$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 from fanout.datalog import fsync_dir
 from fanout.distributor.mounts import mount_of, where
 from fanout.errors import ConfigError
+from fanout.target_config import load_target_config, target_files
 from fanout.targetcheck import source_dir_problem
-from forwarder.config import load_target_config, target_files
 
 log = logging.getLogger("fanout.distributor")
 

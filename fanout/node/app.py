@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from fanout.config import NodeConfig
-from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
+from fanout.errors import GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
 from fanout.node.changes import (
@@ -24,9 +22,8 @@ from fanout.node.changes import (
     meta_pending,
     update_pending,
 )
-from fanout.node.committer import CommitFatal, Committer
+from fanout.node.context import NODE, Node, commit
 from fanout.node.guard import Guard
-from fanout.node.health import WriteHealth
 from fanout.node.http import (
     BODY_GUARD,
     authorize,
@@ -36,9 +33,9 @@ from fanout.node.http import (
     json_reply,
     read_body,
 )
-from fanout.node.tokens import TokenTable
-from fanout.statefile import iso_now
-from fanout.store.base import Outcome, Store
+from fanout.node.metrics import metrics_handler
+from fanout.node.replication import handle_replicate
+from fanout.node.snapshot import handle_marks, handle_restore, handle_snapshot
 
 log = logging.getLogger("fanout.node")
 
@@ -48,43 +45,7 @@ FETCH_CHUNK_LINES = 5000
 MAX_TS = (1 << 63) - 1
 MIN_TS = -(1 << 63)
 
-NODE = web.AppKey("node", "Node")
 GUARD = web.AppKey("guard", Guard)
-
-
-@dataclass
-class ReplicationStats:
-    batches: int = 0
-    records: int = 0
-    loops: int = 0
-    collisions: int = 0  # batches refused with 1420 (a record of our id, foreign history)
-    last_collision: dict[str, object] | None = None
-
-
-@dataclass
-class Node:
-    config: NodeConfig
-    tokens: TokenTable
-    store: Store
-    committer: Committer
-    requests: int = 0
-    rejected: int = 0
-    started: float = 0.0
-    replication: ReplicationStats = field(default_factory=ReplicationStats)
-    writes: WriteHealth = field(default_factory=WriteHealth)
-
-    def logger_state(self) -> dict[str, object]:
-        """ArangoDB's logger-state reply shape; ticks leave the process as strings."""
-        c = self.committer
-        return {
-            "state": {
-                "running": True,
-                "lastLogTick": str(c.last_seq),
-                "totalEvents": c.stats.records_logged,
-                "time": iso_now(),
-            },
-            "server": {"serverId": self.config.id, "version": "fanout"},
-        }
 
 
 def request_limits(cfg: NodeConfig) -> RequestLimits:
@@ -118,27 +79,6 @@ async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-
         fail(413, str(exc))
 
 
-async def _commit(node: Node, pending: list[Pending]) -> list[Outcome]:
-    try:
-        outcomes = await node.committer.submit(pending)
-    except DiskFullError as exc:
-        node.writes.failed(f"disk full: {exc}")
-        fail(507, f"not written: {exc}")
-    except CommitFatal as exc:
-        node.writes.failed(str(exc))
-        fail(503, f"not acknowledged, the node is stopping: {exc}")
-    except (OSError, sqlite3.Error) as exc:  # read-only datalog or store, I/O error, ...
-        node.writes.failed(str(exc))
-        fail(503, f"not written, nothing acknowledged: the node cannot commit: {exc}; "
-                  "see the node's log and fanout status")
-    except Exception as exc:
-        if not isinstance(exc, FanoutError | web.HTTPException):
-            node.writes.failed(f"{type(exc).__name__}: {exc}")
-        raise
-    node.writes.committed()
-    return outcomes
-
-
 def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:
     """Tell the client where its write stands: a replica has it once its marks reach
     (origin, history, oseq), which is how lag is measured end to end."""
@@ -169,7 +109,7 @@ async def handle_update(request: web.Request) -> web.Response:
         del text
         if not pending.points:
             return web.Response(status=200)
-        await _commit(node, [pending])
+        await commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 
@@ -185,7 +125,7 @@ async def handle_meta(request: web.Request) -> web.Response:
         del text
         if not pending.body:
             return web.Response(status=200)
-        await _commit(node, [pending])
+        await commit(node, [pending])
     return _ticked(node, pending, web.Response(status=200))
 
 
@@ -210,7 +150,7 @@ async def handle_delete(request: web.Request) -> web.Response:
     if deleteall == (start is not None):
         fail(400, "give either 'start' and 'end', or 'deleteall'")
     pending = await _parse(b"", delete_pending, selector, start, end, token_id)
-    [outcome] = await _commit(node, [pending])
+    [outcome] = await commit(node, [pending])
     text = "".join(s + "\n" for s in outcome.deleted)
     return _ticked(node, pending, web.Response(text=text, content_type="text/plain"))
 
@@ -319,10 +259,6 @@ async def count_requests(request: web.Request, handler):  # type: ignore[no-unty
 
 
 def build_app(node: Node) -> web.Application:
-    from fanout.node.metrics import metrics_handler
-    from fanout.node.replication import handle_replicate
-    from fanout.node.snapshot import handle_marks, handle_restore, handle_snapshot
-
     lim = node.config.limits
     guard = Guard(lim.max_concurrent_requests, lim.max_inflight_body_bytes,
                   lim.max_concurrent_parses, lim.max_concurrent_fetches)

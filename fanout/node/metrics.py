@@ -25,7 +25,7 @@ from fanout.state import (
     forwarder_state_files,
     node_state_path,
 )
-from forwarder.config import target_files
+from fanout.target_config import target_files
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

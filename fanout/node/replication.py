@@ -21,8 +21,8 @@ from aiohttp import web
 
 from fanout.datalog.format import Record, decode_frames
 from fanout.errors import ERROR_ID_COLLISION, DatalogCorruptError, GTSParseError, SelectorError
-from fanout.node.app import NODE, _commit
 from fanout.node.changes import Pending, change_of
+from fanout.node.context import NODE, commit
 from fanout.node.http import authorize, fail, json_reply, read_body
 from fanout.node.validate import RecordInvalid, validate_batch
 from fanout.statefile import iso_now
@@ -66,7 +66,7 @@ async def handle_replicate(request: web.Request) -> web.Response:
     node.replication.loops += loops
     node.replication.batches += 1
     node.replication.records += len(records)
-    outcomes = await _commit(node, pending) if pending else []
+    outcomes = await commit(node, pending) if pending else []
     counts = {"applied": 0, "duplicate": 0, "gap": 0}
     for o in outcomes:
         counts[o.status] += 1

@@ -15,12 +15,14 @@ from aiohttp import web
 from fanout.config import NodeConfig
 from fanout.datalog.writer import DatalogWriter
 from fanout.errors import FanoutError, NodeIdMismatchError
-from fanout.node.app import Node, build_app
+from fanout.node.app import build_app
 from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
+from fanout.node.context import Node
 from fanout.node.guard import FdHeadroom, guarded_factory, raise_nofile
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
+from fanout.secretfile import read_token_file
 from fanout.state import Collision, Divergence, NodeState, ReplicationFigures, node_state_path
 from fanout.statefile import iso_now, write_json_atomic
 from fanout.store import open_store
@@ -198,13 +200,12 @@ async def resync_from_seed(node: Node) -> None:
     """Before serving: load the seed's snapshot into the (empty) memory store. Nothing is
     served until then, so a forwarder cannot deliver into a store about to be replaced;
     it retries, then dedups against the restored marks."""
-    from fanout.bootstrap import Endpoint
     from fanout.node.snapshot import download_and_restore
-    from forwarder.config import SinkConfig
+    from fanout.ops.bootstrap import Endpoint
 
     b = node.config.bootstrap_from
     assert b is not None
-    token = SinkConfig("fanout", b.url, b.token_file).secret()
+    token = read_token_file(b.token_file)
     deadline = time.monotonic() + b.timeout
     delay = 0.5
     while True:

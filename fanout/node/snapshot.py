@@ -37,7 +37,7 @@ from aiohttp import web
 from fanout.errors import DiskFullError, FanoutError, GTSParseError, StoreNotEmptyError
 from fanout.gts import format_meta, format_reading, parse_meta, parse_update
 from fanout.gts.model import MetaLine, Reading
-from fanout.node.app import NODE
+from fanout.node.context import NODE
 from fanout.node.http import authorize, fail, json_reply
 from fanout.store.base import LEGACY_HISTORY, HistoryMarks, Point, SeriesDump, Snapshot
 

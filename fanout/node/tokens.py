@@ -10,8 +10,9 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from fanout.confload import Section, check_private, read_yaml
+from fanout.confload import Section, read_yaml
 from fanout.errors import ConfigError, FanoutError
+from fanout.secretfile import check_private
 
 # ``admin`` is for the calls that destroy data wholesale (``restore?replace=true``): an
 # upstream peer holding ``replicate`` can feed this node records, not wipe it.

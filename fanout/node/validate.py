@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.config import ID_RE
 from fanout.datalog.format import MAX_BODY, MAX_HEADER, OPS, Record
 from fanout.errors import FanoutError, SelectorError
 from fanout.gts import parse_selector
+from fanout.ids import ID_RE, ID_RULE
 
 MAX_TICK = (1 << 63) - 1  # seq and oseq: positive int64, as every tick
 MIN_INT64 = -(1 << 63)
@@ -80,7 +80,7 @@ def validate_record(rec: Record, limits: RecordLimits = DEFAULT_LIMITS) -> None:
     """Raise RecordInvalid unless every header field of ``rec`` is one an honest node
     could have written and re-logging it here would still give a readable record."""
     if not is_node_id(rec.origin):
-        raise RecordInvalid(rec, "origin", "must be a node id: 1 to 64 of [A-Za-z0-9_.-] "
+        raise RecordInvalid(rec, "origin", f"must be a node id: {ID_RULE} "
                                            f"(got {_short(rec.origin)})")
     for name in ("seq", "oseq"):
         value = getattr(rec, name)

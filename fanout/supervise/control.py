@@ -36,8 +36,7 @@ from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import DISTRIBUTOR
 from fanout.supervise.rpc import RPCFault, Supervisor, Unreachable
 from fanout.supervise.supervisord_conf import write_config, write_programs
-from fanout.targetcheck import check_target_file
-from forwarder.config import load_target_config, target_files
+from fanout.target_config import check_target_file, load_target_config, target_files
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.config import NodeConfig
-from forwarder.config import target_files
+from fanout.exitcodes import EXIT_CONFIG, EXIT_POLICY_STOP
+from fanout.target_config import target_files
 
 NODE = "node"
 DISTRIBUTOR = "distributor"
@@ -19,8 +20,6 @@ ALERTS = "alerts"
 FORWARDER_PREFIX = "forwarder-"
 
 # forwarder/main.py: 3 = stopped itself by policy, lastError in its state file.
-EXIT_POLICY_STOP = 3
-EXIT_CONFIG = 78  # fanout.cli.main.EXIT_CONFIG
 
 
 @dataclass(frozen=True)

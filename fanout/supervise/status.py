@@ -49,7 +49,7 @@ from fanout.supervise.orphans import find as find_orphans
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import ALERTS, DISTRIBUTOR, FORWARDER_PREFIX, NODE, target_of
 from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
-from forwarder.config import target_files
+from fanout.target_config import target_files
 
 STALE_AFTER = 15.0  # seconds without a state file write from a RUNNING process
 WRITES_DOWN_AFTER = 5  # failed writes in a row that make the node count as down

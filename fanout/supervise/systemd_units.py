@@ -26,15 +26,14 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import FanoutError
+from fanout.exitcodes import EXIT_CONFIG, EXIT_POLICY_STOP
 from fanout.supervise.programs import (
-    EXIT_POLICY_STOP,
     distributor_program,
     forwarder_argv,
     node_program,
 )
-from forwarder.config import load_target_config, target_files
+from fanout.target_config import load_target_config, target_files
 
-EXIT_CONFIG = 78
 WATCHDOG_SEC = 30
 NODE_UNIT = "fanout-node.service"
 DISTRIBUTOR_UNIT = "fanout-distributor.service"
@@ -103,8 +102,9 @@ def _service(description: str, exec_start: str, cfg: NodeConfig, parent: Path,
     tmp = str(parent).startswith(("/tmp/", "/var/tmp/")) or str(parent) in ("/tmp", "/var/tmp")
     private_tmp = ("# PrivateTmp= would hide the data under /tmp from the service\n" if tmp
                    else "PrivateTmp=yes\n")
-    prevent_why = "78 invalid configuration" + (
-        "; 3 stopped itself by policy, the reason in its state file's lastError"
+    prevent_why = f"{EXIT_CONFIG} invalid configuration" + (
+        f"; {EXIT_POLICY_STOP} stopped itself by policy, the reason in its state file's "
+        "lastError"
         if " " in prevent else "")
     return f"""\
 # Rendered by `fanout systemd-units` for node {cfg.id} ({cfg.source}).

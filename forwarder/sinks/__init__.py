@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from forwarder.config import TargetConfig
+from fanout.target_config import TargetConfig
 from forwarder.sinks.base import (
     Batch,
     SendResult,

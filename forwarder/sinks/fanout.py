@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fanout.datalog.format import LEGACY_HISTORY
-from forwarder.config import TargetConfig
+from fanout.target_config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
 from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
 

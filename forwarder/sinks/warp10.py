@@ -10,7 +10,7 @@ from __future__ import annotations
 import urllib.parse
 
 from fanout.datalog.format import Record
-from forwarder.config import TargetConfig
+from fanout.target_config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify
 from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from fanout.cli.init_cmd import new_secret
-from fanout.instancelock import EXIT_LOCKED
+from fanout.exitcodes import EXIT_LOCKED
+from fanout.ops.init import new_secret
 from fanout.testing import NodeProc, Topology, fanout_cmd, forwarder_cmd, wait_until
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from fanout.cli.init_cmd import init_node, write_private
 from fanout.datalog.format import Record, encode_record, file_header, file_name
 from fanout.datalog.reader import is_datalog_name
+from fanout.ops.init import init_node, write_private
 from fanout.statefile import read_json
 from fanout.testing import Proc, fanout_cmd, free_port, wait_until
 

@@ -20,12 +20,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fanout.cli.init_cmd import init_node
-from fanout.cli.target_cmd import add_target
 from fanout.config import load_node_config
 from fanout.errors import ConfigError
+from fanout.ops.init import init_node
+from fanout.ops.targets import add_target
+from fanout.target_config import load_target_config
 from fanout.testing import NodeProc, fanout_cmd, free_port
-from forwarder.config import load_target_config
 
 MAX_BODY = 65536
 TIMEOUT = 10.0

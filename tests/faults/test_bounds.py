@@ -428,7 +428,7 @@ class BombServer:
 
 
 def test_hostile_target_gzip_bomb_bounded_forwarder(topo: Topology, bomb: bytes) -> None:
-    from fanout.cli.target_cmd import add_target
+    from fanout.ops.targets import add_target
 
     a = topo.node("a")
     evil = BombServer(bomb)

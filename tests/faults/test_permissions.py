@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fanout.bootstrap import BootstrapError, Endpoint, copy_snapshot
+from fanout.ops.bootstrap import BootstrapError, Endpoint, copy_snapshot
 from fanout.testing import NodeProc
 
 RESTORE = "/api/v0/replication/restore"

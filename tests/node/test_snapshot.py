@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fanout.bootstrap import BootstrapError, Endpoint, copy_snapshot
+from fanout.ops.bootstrap import BootstrapError, Endpoint, copy_snapshot
 from fanout.testing import HTTPError, NodeProc
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fanout.bootstrap import Endpoint, copy_snapshot
+from fanout.ops.bootstrap import Endpoint, copy_snapshot
 from fanout.testing import NodeProc
 
 

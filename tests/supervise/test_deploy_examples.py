@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fanout.config import load_node_config
-from forwarder.config import load_target_config, target_files
+from fanout.target_config import load_target_config, target_files
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

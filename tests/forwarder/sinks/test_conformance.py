@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from fanout.datalog.format import Record, encode_record
+from fanout.target_config import Retention, SinkConfig, TargetConfig
 from fanout.testing import NodeProc, free_port
-from forwarder.config import Retention, SinkConfig, TargetConfig
 from forwarder.sinks import SINKS, Batch, SinkRejected, SinkUnavailable, make_sink
 
 TOKEN_FOR = {"fanout": "replicator", "warp10": "ingest"}

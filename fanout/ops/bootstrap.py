@@ -9,17 +9,25 @@ there; the snapshot's per-origin marks then make the target skip the overlap.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from fanout.config import NodeConfig
+from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ERROR_START_TICK_NOT_PRESENT, ConfigError, FanoutError
 from fanout.node.tokens import load_tokens
+from fanout.ops.pause import pause, resume
+from fanout.ops.targets import target_of
+from fanout.statefile import read_json
 
 Progress = Callable[[int, float], None]  # bytes streamed so far, seconds elapsed
 
@@ -91,3 +99,74 @@ async def copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
                 raise BootstrapError(f"restore on {target.url}: HTTP {resp.status}: "
                                      f"{text.strip()[:300]}{hint}")
             return dict(json.loads(text))
+
+
+LINK_WAIT = 30.0
+
+
+def ensure_linking(cfg: NodeConfig, name: str, timeout: float = LINK_WAIT) -> None:
+    """Make the running distributor re-read its targets and wait until it links for
+    ``name``: only then does every record after the snapshot reach the target's dir."""
+    path = cfg.state_dir / "distributor.json"
+    st = read_json(path) or {}
+    pid = st.get("pid")
+    if not st.get("running") or not isinstance(pid, int):
+        raise BootstrapError(f"the distributor is not running (state {path}): start it "
+                             "first (fanout up, or fanout distribute)")
+    asked = time.time()
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise BootstrapError(f"the distributor (pid {pid}) is gone: start it first") from None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = read_json(path) or {}
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime > asked and name in (st.get("targets") or {}):
+                return
+        time.sleep(0.1)
+    raise BootstrapError(f"the distributor did not start linking for {name!r} within "
+                         f"{timeout:.0f}s: see its lastError in {path}")
+
+
+def start_forwarder(cfg: NodeConfig, name: str) -> str:
+    """Under supervisord, add or start forwarder-NAME; otherwise say how to run it."""
+    from fanout.supervise import control
+    from fanout.supervise.paths import SupervisePaths
+    from fanout.supervise.rpc import RPCFault, Supervisor, Unreachable
+
+    paths = SupervisePaths.of(cfg)
+    if paths.socket.exists():
+        try:
+            control.reload(cfg.source)
+            with Supervisor(paths.socket) as sv, contextlib.suppress(RPCFault):
+                sv.call("supervisor.startProcess", f"forwarder-{name}", True)
+            return f"forwarder-{name} started under supervisord"
+        except Unreachable:
+            pass
+    return (f"start its forwarder: fanout-forwarder --config {cfg.targets_dir / name}.yaml "
+            "(or fanout up / fanout reload)")
+
+
+def bootstrap(config: Path, name: str, replace: bool, start: bool = True,
+              say: Callable[[str], None] | None = None,
+              progress: Progress | None = None) -> dict:
+    """Pause the target, make the distributor link for it, copy the node's snapshot into
+    it, resume it and (``start``) start its forwarder. ``say`` hears each step,
+    ``progress`` the bytes streamed; the reply adds ``forwarder`` (what became of it)."""
+    tell = say or (lambda _msg: None)
+    cfg = load_node_config(config)
+    t = target_of(cfg, name)
+    if t.sink.type != "fanout":
+        raise ConfigError(t.source, "sink.type", "bootstrap needs a fanout target; load a "
+                          "Warp 10 target with its own tools")
+    tell(f"pausing {name} while it is loaded")
+    pause(t)
+    ensure_linking(cfg, name)
+    tell(f"distributor links every new datalog file for {name}; taking the snapshot")
+    result = asyncio.run(copy_snapshot(local_endpoint(cfg), Endpoint(t.sink.endpoint,
+                                                                      t.sink.secret()),
+                                       replace, progress))
+    resume(t)
+    result["forwarder"] = start_forwarder(cfg, name) if start else "not started"
+    return result

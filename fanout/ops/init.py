@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from fanout.config import ID_RE
 from fanout.errors import ConfigError
+from fanout.ids import ID_RE, ID_RULE
 
 # ``admin`` adds to ``replicate`` the right to replace this node's whole store
 # (``restore?replace=true``): give it only to a forwarder that may do that (auto_resync,
@@ -41,7 +41,7 @@ def init_node(directory: Path, node_id: str, listen: str, store: str = "sqlite",
     directory = Path(directory)
     cfg_path = directory / "fanout.yaml"
     if not ID_RE.match(node_id):
-        raise ConfigError(cfg_path, "id", f"must be 1 to 64 of [A-Za-z0-9_.-] (got {node_id!r})")
+        raise ConfigError(cfg_path, "id", f"must be {ID_RULE} (got {node_id!r})")
     if cfg_path.exists() and not force:
         raise ConfigError(cfg_path, None, "already exists; refusing to overwrite it",
                           hint="choose another DIR, or pass --force")

@@ -6,14 +6,17 @@ target is adding a file.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fanout.config import ID_RE
-from fanout.confload import Section, check_private, read_yaml
+from fanout.config import NodeConfig, load_node_config
+from fanout.confload import Section, read_yaml
 from fanout.errors import ConfigError
-from fanout.targetcheck import name_problem
+from fanout.ids import ID_RE
+from fanout.secretfile import check_private, read_token_file
+from fanout.targetcheck import check_target, name_problem
 
 SINK_TYPES = ("fanout", "warp10")
 ON_REJECT = ("stop", "quarantine")
@@ -38,14 +41,7 @@ class SinkConfig:
         if self.token is not None:
             return self.token
         assert self.token_file is not None
-        check_private(self.token_file, "token file")
-        try:
-            value = self.token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(self.token_file, None, f"cannot read: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(self.token_file, None, "token file is empty")
-        return value
+        return read_token_file(self.token_file)
 
 
 @dataclass(frozen=True)
@@ -148,3 +144,19 @@ def target_files(targets_dir: Path) -> list[Path]:
     if not targets_dir.is_dir():
         return []
     return sorted(p for p in targets_dir.glob("*.yaml") if not p.name.startswith("."))
+
+
+def check_target_file(path: Path, node: NodeConfig | None = None) -> None:
+    """Load ``forwarders.d/<t>.yaml`` and check it against its node (its ``node_config``,
+    when that file exists) and its sibling files; ConfigError names the file and key."""
+    cfg = load_target_config(path)
+    if node is None and cfg.node_config is not None and cfg.node_config.is_file():
+        node = load_node_config(cfg.node_config)
+    siblings: dict[str, tuple[Path, str]] = {}
+    for other in target_files(cfg.source.parent):
+        if other.resolve() == cfg.source:
+            continue
+        with contextlib.suppress(ConfigError):
+            o = load_target_config(other)
+            siblings[o.target] = (o.source, o.sink.endpoint)
+    check_target(cfg.source, cfg.target, cfg.sink.endpoint, cfg.source_dir, node, siblings)

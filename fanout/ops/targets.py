@@ -18,14 +18,23 @@ from pathlib import Path
 
 import yaml
 
-from fanout.cli.init_cmd import write_private
 from fanout.config import NodeConfig, load_node_config
-from fanout.confload import check_private
 from fanout.errors import ConfigError
 from fanout.instancelock import holder, lock_path
+from fanout.ops.init import write_private
+from fanout.secretfile import check_private
 from fanout.statefile import read_json
+from fanout.target_config import SinkConfig, TargetConfig, load_target_config, target_files
 from fanout.targetcheck import check_target, is_inside, name_problem
-from forwarder.config import SinkConfig, load_target_config, target_files
+
+
+def target_of(cfg: NodeConfig, name: str) -> TargetConfig:
+    path = cfg.targets_dir / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(path, None, f"no target named {name!r}",
+                          hint=f"fanout target add --config {cfg.source} --name {name} "
+                               "--endpoint URL --token SECRET")
+    return load_target_config(path)
 
 
 def _siblings(node: NodeConfig) -> dict[str, tuple[Path, str]]:
