@@ -33,14 +33,5 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-NODE_STATE_FILE = "node.json"
-
-
-def read_node_state(state_dir: Path) -> dict[str, Any]:
-    """The node's state file as it last wrote it (``{}``: none yet, or unreadable); for the
-    forwarder and the CLI, which read the node's progress but never write it."""
-    return read_json(state_dir / NODE_STATE_FILE) or {}
-
-
 def iso_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -27,7 +27,7 @@ from fanout.errors import ERROR_START_TICK_NOT_PRESENT, ConfigError, FanoutError
 from fanout.node.tokens import load_tokens
 from fanout.ops.pause import pause, resume
 from fanout.ops.targets import target_of
-from fanout.statefile import read_json
+from fanout.state import DistributorState, distributor_state_path
 
 Progress = Callable[[int, float], None]  # bytes streamed so far, seconds elapsed
 
@@ -107,10 +107,10 @@ LINK_WAIT = 30.0
 def ensure_linking(cfg: NodeConfig, name: str, timeout: float = LINK_WAIT) -> None:
     """Make the running distributor re-read its targets and wait until it links for
     ``name``: only then does every record after the snapshot reach the target's dir."""
-    path = cfg.state_dir / "distributor.json"
-    st = read_json(path) or {}
-    pid = st.get("pid")
-    if not st.get("running") or not isinstance(pid, int):
+    path = distributor_state_path(cfg.state_dir)
+    st = DistributorState.read(path)
+    pid = st.pid if st else 0
+    if st is None or not st.running or pid <= 0:
         raise BootstrapError(f"the distributor is not running (state {path}): start it "
                              "first (fanout up, or fanout distribute)")
     asked = time.time()
@@ -120,9 +120,9 @@ def ensure_linking(cfg: NodeConfig, name: str, timeout: float = LINK_WAIT) -> No
         raise BootstrapError(f"the distributor (pid {pid}) is gone: start it first") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = read_json(path) or {}
+        now = DistributorState.read(path)
         with contextlib.suppress(OSError):
-            if path.stat().st_mtime > asked and name in (st.get("targets") or {}):
+            if path.stat().st_mtime > asked and now is not None and name in now.targets:
                 return
         time.sleep(0.1)
     raise BootstrapError(f"the distributor did not start linking for {name!r} within "

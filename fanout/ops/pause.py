@@ -8,17 +8,16 @@ import os
 import signal
 import time
 
-from fanout.statefile import read_json
+from fanout.state import ForwarderState
 from fanout.target_config import TargetConfig
 
 
 def _wake_forwarder(t: TargetConfig) -> None:
     """Nudge a running forwarder to look at its pause file now (SIGUSR1)."""
-    st = read_json(t.state_file) or {}
-    pid = st.get("pid")
-    if isinstance(pid, int) and st.get("running"):
+    st = ForwarderState.read(t.state_file)
+    if st is not None and st.running and st.pid > 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGUSR1)
+            os.kill(st.pid, signal.SIGUSR1)
 
 
 def pause(t: TargetConfig) -> None:

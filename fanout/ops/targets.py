@@ -23,7 +23,14 @@ from fanout.errors import ConfigError
 from fanout.instancelock import holder, lock_path
 from fanout.ops.init import write_private
 from fanout.secretfile import check_private
-from fanout.statefile import read_json
+from fanout.state import (
+    DistributorState,
+    ForwarderState,
+    NodeState,
+    distributor_state_path,
+    forwarder_state_path,
+    node_state_path,
+)
 from fanout.target_config import SinkConfig, TargetConfig, load_target_config, target_files
 from fanout.targetcheck import check_target, is_inside, name_problem
 
@@ -139,8 +146,8 @@ def list_targets(config: Path) -> list[TargetInfo]:
             state_dir = node.state_dir
         h = holder(lock_path(state_dir, f"forwarder-{info.name}"))
         info.forwarder_pid = h.pid if h else None
-        st = read_json(state_dir / f"forwarder-{info.name}.json") or {}
-        info.phase = st.get("phase") if isinstance(st.get("phase"), str) else None
+        st = ForwarderState.read(forwarder_state_path(state_dir, info.name))
+        info.phase = st.phase if st is not None else None
         rows.append(info)
     return rows
 
@@ -237,15 +244,15 @@ def _wait_distributor_drops(node: NodeConfig, name: str,
     h = holder(lock_path(node.state_dir, "distributor"))
     if h is None:
         return
-    state = node.state_dir / "distributor.json"
+    state = distributor_state_path(node.state_dir)
     asked = time.time()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(h.pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
-            st = read_json(state) or {}
-            if state.stat().st_mtime > asked and name not in (st.get("targets") or {}):
+            st = DistributorState.read(state)
+            if state.stat().st_mtime > asked and st is not None and name not in st.targets:
                 return
         time.sleep(0.1)
 
@@ -253,8 +260,5 @@ def _wait_distributor_drops(node: NodeConfig, name: str,
 def node_history(config: Path) -> int:
     """The node's last log tick as its state file last said (0: none, or never ran)."""
     node = load_node_config(config)
-    st = read_json(node.state_dir / "node.json") or {}
-    try:
-        return max(0, int(st.get("lastLogTick") or 0))
-    except (TypeError, ValueError):
-        return 0
+    st = NodeState.read(node_state_path(node.state_dir))
+    return max(0, st.last_log_tick) if st is not None else 0
