@@ -135,12 +135,17 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
 
 def eventually(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll an assertion until it holds (state files are written about once a second);
-    on timeout re-raise the last AssertionError so the test says what was wrong."""
+    on timeout re-raise the last AssertionError so the test says what was wrong.
+
+    ``check`` asserts; it may also return a bool, and a returned ``False`` counts as not
+    yet (so ``eventually(lambda: x == y, ...)`` can fail). Returning ``None`` means "held":
+    write ``lambda: x == y``, never ``lambda: x == y or None``."""
     err: list[BaseException] = []
 
     def ok() -> bool:
         try:
-            check()
+            if check() is False:
+                raise AssertionError(f"{what}: the check returned False")
             return True
         except (AssertionError, KeyError) as exc:
             err[:] = [exc]
@@ -397,3 +402,66 @@ class Topology:
         for p in [*self.forwarders.values(), *self.distributors.values(),
                   *self.nodes.values()]:
             p.kill()
+
+
+class CapturingProxy:
+    """A plain HTTP/1.1 relay on 127.0.0.1 in front of ``upstream`` that records each
+    request's method, path, headers and body as the client sent them: what a test checks
+    when the claim is about the wire (e.g. "batches travel gzipped"), not about the result.
+
+    One thread per connection; keep-alive is kept, bodies must carry a Content-Length.
+    Use as a context manager; ``url`` is what the client should call instead."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import threading
+
+        target = urllib.parse.urlsplit(upstream)
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet under pytest
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection")}
+                proxy.requests.append((self.command, self.path, dict(headers), body))
+                up = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    up.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = up.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("content-length", "connection",
+                                             "transfer-encoding", "date", "server"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    up.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def posts(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for m, p, h, b in list(self.requests) if m == "POST" and p == path]
+
+    def __enter__(self) -> CapturingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
