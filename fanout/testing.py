@@ -6,7 +6,9 @@ the same checks the test suite makes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -14,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -135,12 +138,17 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
 
 def eventually(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll an assertion until it holds (state files are written about once a second);
-    on timeout re-raise the last AssertionError so the test says what was wrong."""
+    on timeout re-raise the last AssertionError so the test says what was wrong.
+
+    ``check`` asserts; it may also return a bool, and a returned ``False`` counts as not
+    yet (so ``eventually(lambda: x == y, ...)`` can fail). Returning ``None`` means "held":
+    write ``lambda: x == y``, never ``lambda: x == y or None``."""
     err: list[BaseException] = []
 
     def ok() -> bool:
         try:
-            check()
+            if check() is False:
+                raise AssertionError(f"{what}: the check returned False")
             return True
         except (AssertionError, KeyError) as exc:
             err[:] = [exc]
@@ -402,3 +410,161 @@ class Topology:
         for p in [*self.forwarders.values(), *self.distributors.values(),
                   *self.nodes.values()]:
             p.kill()
+
+
+class CapturingProxy:
+    """A plain HTTP/1.1 relay on 127.0.0.1 in front of ``upstream`` that records each
+    request's method, path, headers and body as the client sent them: what a test checks
+    when the claim is about the wire (e.g. "batches travel gzipped"), not about the result.
+
+    One thread per connection; keep-alive is kept, bodies must carry a Content-Length.
+    Use as a context manager; ``url`` is what the client should call instead."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import threading
+
+        target = urllib.parse.urlsplit(upstream)
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet under pytest
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection")}
+                proxy.requests.append((self.command, self.path, dict(headers), body))
+                up = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                try:
+                    up.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = up.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("content-length", "connection",
+                                             "transfer-encoding", "date", "server"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    up.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def posts(self, path: str) -> list[tuple[dict[str, str], bytes]]:
+        return [(h, b) for m, p, h, b in list(self.requests) if m == "POST" and p == path]
+
+    def __enter__(self) -> CapturingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+# -- in-process fakes: unit tests of one policy, without processes or sockets ---------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeReply:
+    """What a sink's ``send`` reports (the fields of ``forwarder.sinks.base.SendResult``;
+    spelled here because ``fanout`` does not import ``forwarder``)."""
+
+    applied: int
+    duplicate: int = 0
+    gap: int = 0
+    loop: int = 0
+
+
+class FakeSink:
+    """A forwarder sink in memory: records every batch it is sent, and answers from a
+    script, then from ``reply``.
+
+    ``script`` entries are consumed one per ``send``: an exception is raised, a callable
+    is called with the batch (and may raise or return a reply), anything else is returned.
+    Once the script is empty ``reply(batch)`` answers (default: everything applied).
+    ``sent`` holds the records of every attempt, refused ones included; ``applied`` only
+    those of attempts that were answered. ``describe``/``history_marks`` answer
+    ``target_id``/``marks`` (set ``marks`` to None for a target that cannot tell)."""
+
+    def __init__(self, target_id: str | None = "target",
+                 marks: dict[str, dict[str, int]] | None = None,
+                 script: list[Any] | None = None, reply: Any = None):
+        self.target_id = target_id
+        self.marks_value = marks if marks is not None else {}
+        self.script: collections.deque[Any] = collections.deque(script or [])
+        self.reply = reply if reply is not None else (lambda b: FakeReply(len(b.records)))
+        self.sent: list[list[Any]] = []
+        self.applied: list[list[Any]] = []
+        self.describes = 0
+        self.closed = False
+
+    async def describe(self) -> str | None:
+        self.describes += 1
+        return self.target_id
+
+    async def history_marks(self) -> dict[str, dict[str, int]] | None:
+        return self.marks_value
+
+    async def marks(self) -> dict[str, int] | None:
+        if self.marks_value is None:
+            return None
+        return {o: max(hs.values()) for o, hs in self.marks_value.items() if hs}
+
+    async def send(self, batch: Any) -> Any:
+        self.sent.append(list(batch.records))
+        step = self.script.popleft() if self.script else self.reply
+        if isinstance(step, BaseException):
+            raise step
+        result = step(batch) if callable(step) else step
+        self.applied.append(list(batch.records))
+        return result
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def applied_seqs(self) -> list[int]:
+        return [r.seq for batch in self.applied for r in batch]
+
+
+class RecordingStore:
+    """Wraps a real store (e.g. ``open_store("memory", ...)``) and records the entries of
+    every ``apply`` call: one call is one commit's transaction. With ``gate`` set, the
+    first ``apply`` waits for it (``entered`` is set when it starts waiting), so a test
+    can queue writes while a commit runs. ``refuse(entries)`` may return an exception
+    to raise instead of applying (the store then rolls back: nothing is applied)."""
+
+    def __init__(self, inner: Any, gate: threading.Event | None = None,
+                 refuse: Any = None):
+        self.inner = inner
+        self.gate = gate
+        self.entered = threading.Event()
+        self.refuse = refuse
+        self.calls: list[list[Any]] = []
+
+    def apply(self, entries: Any, last_seq: int) -> Any:
+        self.calls.append(list(entries))
+        if self.gate is not None and len(self.calls) == 1:
+            self.entered.set()
+            if not self.gate.wait(60):
+                raise TimeoutError("RecordingStore: the gate was never opened")
+        error = self.refuse(entries) if self.refuse is not None else None
+        if error is not None:
+            raise error
+        return self.inner.apply(entries, last_seq)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -138,7 +138,12 @@ def test_no_targets_then_sighup_adds_one(node, procs) -> None:
                                   "--endpoint", "http://127.0.0.1:9", "--token", "s3cret"),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    time.sleep(0.5)
+    # the distributor went round its loop since (full rescans every 0.3 s, counted in its
+    # state): it saw the directory again but not the new target
+    rescans = node.state()["rescans"]
+    wait_until(lambda: node.state().get("rescans", 0) >= rescans + 3, 30,
+               what="three more rescans")
+    assert node.state()["targetCount"] == 0
     assert len(datalog_names(node.datalog)) == 20  # no periodic re-read: waits for SIGHUP
     p.signal(signal.SIGHUP)
     wait_distributed(node, node.published, [node.target_dir("a")])

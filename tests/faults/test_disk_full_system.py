@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fanout.testing import HTTPError, Topology
+from fanout.testing import HTTPError, Topology, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -62,7 +62,12 @@ def test_full_disk_under_a_running_topology(topo: Topology, small_fs: Path) -> N
                 assert "space" in exc.body
                 rejected += 1
         assert rejected >= 25, f"only {rejected} of 30 writes refused on a full disk"
-        time.sleep(2)  # let the distributor and forwarder meet the full disk
+        # the distributor and the forwarder have met the full disk: each rewrote its state
+        # file (about once a second) well after the disk filled up
+        full_since = time.time()
+        for state in (a.state_dir / "distributor.json", a.state_dir / "forwarder-b.json"):
+            wait_until(lambda state=state: state.stat().st_mtime > full_since + 1.0, 60,
+                       what=f"{state.name} to be rewritten on the full disk")
         for p in [*topo.distributors.values(), *topo.forwarders.values(), a, b]:
             assert p.alive(), (p.args, p.log_text()[-3000:])
         with a.client("reader") as r:

@@ -53,7 +53,8 @@ def test_one_target_down_does_not_slow_the_others(topo: Topology) -> None:
         topo.link(a, t)
     topo.start()
     with Load(a):
-        time.sleep(1.0)
+        wait_until(lambda: all(applied(topo, a, t) > 0 for t in ("b", "c", "d")), 60,
+                   what="every forwarder to apply a first batch")
         c.stop()  # the target's process is down for a while
         lags: list[int] = []
         for _ in range(12):

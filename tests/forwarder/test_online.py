@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -38,7 +39,7 @@ def test_bootstrap_a_fourth_target_under_load(topo: Topology) -> None:
     topo.start()
     preload(a, 100)  # 100,000 points already there: the snapshot takes a while
     with Load(a):
-        time.sleep(1.0)
+        shipping(topo, a, others)
         topo.link(a, e)  # its file exists; its forwarder is not running yet
         progress: list[list[int]] = []
         done = threading.Event()
@@ -56,13 +57,19 @@ def test_bootstrap_a_fourth_target_under_load(topo: Topology) -> None:
         assert res.returncode == 0, res.stderr
         assert "restored" in res.stdout and "streamed" in res.stderr
         topo.forwarder(a, "e").start()
-        time.sleep(1.0)
+        shipping(topo, a, [e])  # e takes part in the load, not only in the final catch-up
     topo.wait_converged(a, [*others, e], timeout=90)
     # the three others kept replicating while e was bootstrapped
     assert len(progress) >= 2
     for i in range(3):
         assert progress[-1][i] > progress[0][i], progress
     eventually(lambda: _no_gap(topo, e), "e's counters")
+
+
+def shipping(topo: Topology, src: NodeProc, targets: list[NodeProc]) -> None:
+    """Every forwarder from src to targets has applied something under the load."""
+    wait_until(lambda: all(applied(topo, src, t.dir.name) > 0 for t in targets), 60,
+               what="every forwarder to apply a first batch")
 
 
 def _no_gap(topo: Topology, node: NodeProc) -> None:
@@ -81,12 +88,15 @@ def test_memory_node_resyncs_from_its_seed_after_a_kill(topo: Topology) -> None:
     m.config.write_text(yaml.safe_dump(data))
     topo.link(a, m)
     topo.start()
-    with Load(a):
-        time.sleep(1.5)
+    with Load(a) as load:
+        shipping(topo, a, [m])
         m.kill()
-        time.sleep(1.0)
+        killed_at = load.acked
+        # writes acknowledged while m is down: m must get them back from its seed
+        wait_until(lambda: load.acked > killed_at + 20, 60, what="writes while m is down")
         m.start_and_wait()  # re-syncs from a before it serves
-        time.sleep(1.5)
+        resumed_at = load.acked
+        wait_until(lambda: load.acked > resumed_at + 20, 60, what="writes after m is back")
     topo.wait_converged(a, [m], timeout=60)
     assert "re-synced from" in m.log_text()
 
@@ -125,6 +135,12 @@ def test_gap_after_retention_resyncs_with_auto_resync(topo: Topology) -> None:
     assert "auto_resync restored" in topo.forwarders[("a", "b")].log_text()
 
 
+def live_marks(node: NodeProc) -> object:
+    """The target's marks as it answers now (node.json lags by up to a second)."""
+    with node.client("replicator") as c:
+        return json.loads(c.request("GET", "/api/v0/replication/marks")[1])["marks"]
+
+
 def _eq(x: object, y: object) -> None:
     assert x == y
 
@@ -133,18 +149,28 @@ def test_pause_then_resume_under_load(topo: Topology) -> None:
     a, b = topo.node("a"), topo.node("b")
     topo.link(a, b)
     topo.start()
-    with Load(a):
-        time.sleep(0.5)
+    with Load(a) as load:
+        shipping(topo, a, [b])
         res = cli("pause", "--config", str(a.config), "b")
         assert res.returncode == 0, res.stderr
         eventually(lambda: _eq(topo.forwarder_state(a, "b")["phase"], "paused"), "paused")
         held = applied(topo, a, "b")
-        time.sleep(2.0)
-        assert applied(topo, a, "b") == held  # nothing sent while paused
+        mark = live_marks(b)
+        paused_at = load.acked
+        # positive signal that time passed for the paused forwarder: the load went on, the
+        # distributor handed it more files and it rewrote its state since
+        wait_until(lambda: load.acked > paused_at + 50, 60, what="writes while paused")
+        seen = time.time()
+        state_file = a.state_dir / "forwarder-b.json"
+        wait_until(lambda: state_file.stat().st_mtime > seen + 1.0, 30,
+                   what="the paused forwarder to rewrite its state twice")
         st = topo.forwarder_state(a, "b")
-        assert st["running"] is True and st["pending"]["files"] > 0
+        assert st["phase"] == "paused" and st["running"] is True
+        assert st["pending"]["files"] > 0
+        assert applied(topo, a, "b") == held  # nothing sent while paused
+        assert live_marks(b) == mark  # nor received
         res = cli("resume", "--config", str(a.config), "b")
         assert res.returncode == 0, res.stderr
-        time.sleep(0.5)
+        wait_until(lambda: applied(topo, a, "b") > held, 60, what="shipping after resume")
     topo.wait_converged(a, [b])
     eventually(lambda: _eq(topo.forwarder_state(a, "b")["phase"], "idle"), "idle again")

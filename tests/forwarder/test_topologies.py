@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import threading
 
 import pytest
 
-from fanout.testing import NodeProc, Topology, eventually
+from fanout.testing import CapturingProxy, NodeProc, Topology, eventually
 
 
 def write_series(node: NodeProc, tag: str, requests: int, points: int = 20) -> int:
@@ -101,8 +102,20 @@ def test_diamond(topo: Topology) -> None:
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_compressed_batches(topo: Topology, compress: bool) -> None:
+    """The batches on the wire are gzip (or not) as configured, and the target applies
+    them either way: a relay in front of b sees what the forwarder really sent."""
     a, b = topo.node("a"), topo.node("b")
-    topo.link(a, b, sink={"compress": compress})
-    topo.start()
-    write_series(a, "a", 10)
-    topo.wait_converged(a, [b])
+    with CapturingProxy(b.url) as wire:
+        topo.link(a, b, sink={"compress": compress, "endpoint": wire.url})
+        topo.start()
+        write_series(a, "a", 10)
+        topo.wait_converged(a, [b])
+        posts = wire.posts("/api/v0/replicate")
+    assert posts, "no batch went through the relay"
+    for headers, body in posts:
+        gzipped = body[:2] == b"\x1f\x8b"
+        assert gzipped is compress, (headers, body[:16])
+        ctype = {k.lower(): v for k, v in headers.items()}["content-type"]
+        assert (ctype == "application/gzip") is compress, headers
+    if compress:  # and what was sent inflates to the records the target applied
+        assert sum(len(gzip.decompress(b)) for _, b in posts) > sum(len(b) for _, b in posts)

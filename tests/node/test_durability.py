@@ -14,7 +14,7 @@ import pytest
 from fanout.datalog import iter_dir
 from fanout.node.changes import change_of
 from fanout.store import Entry, MemoryStore
-from fanout.testing import HTTPError, NodeProc
+from fanout.testing import HTTPError, NodeProc, wait_until
 
 ALL = "~.*{}"
 
@@ -88,7 +88,8 @@ class Writers:
 def test_concurrent_writers_group_commit(make_node) -> None:  # type: ignore[no-untyped-def]
     node = make_node("n1").start_and_wait()
     with Writers(node, 16) as w:
-        time.sleep(3)
+        # enough acknowledged requests that sharing files is observable
+        wait_until(lambda: len(w.acked) >= 400, 120, what="400 acknowledged requests")
     served = node.client("reader").fetch(ALL)
     for body in w.acked:
         for line in body.splitlines():
