@@ -27,9 +27,9 @@ from fanout.errors import (
     ERROR_START_TICK_NOT_PRESENT,
     ERROR_TARGET_ERROR,
 )
+from fanout.target_config import SinkConfig, TargetConfig
 from fanout.testing import FakeReply, FakeSink
 from forwarder.applier import Forwarder
-from forwarder.config import SinkConfig, TargetConfig
 from forwarder.sinks.base import SinkRejected, SinkUnavailable, classify
 from forwarder.state import Phase
 
