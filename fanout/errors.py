@@ -7,7 +7,10 @@ one fits, so state files and replies speak the same numbers.
 
 from __future__ import annotations
 
-# ArangoDB replication error numbers used across fanout (DESIGN.md, "State, errors").
+# ArangoDB error numbers (lib/Basics/errors.dat) used across fanout, each defined only here.
+ERROR_SYS = 2  # TRI_ERROR_SYS_ERROR: an operating system call failed
+ERROR_FILE_EXISTS = 27  # TRI_ERROR_FILE_EXISTS: a different file holds the name
+# replication errors
 ERROR_NO_RESPONSE = 1400
 ERROR_INVALID_RESPONSE = 1401
 ERROR_TARGET_ERROR = 1402

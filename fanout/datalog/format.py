@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import DatalogCorruptError
+from fanout.fileio import DATALOG_SUFFIX, parse_datalog_name
 
 MAGIC = b"FANOUTDL"
 VERSION = 1
@@ -33,7 +34,7 @@ FILE_HEADER = struct.Struct("<8sHHII")
 _HEADER_BODY = struct.Struct("<8sHHI")
 FRAME = struct.Struct("<III")
 LENGTHS = struct.Struct("<II")
-SUFFIX = ".dlog"
+SUFFIX = DATALOG_SUFFIX
 OPS = ("update", "meta", "delete")
 
 # Sanity bounds: a length beyond these is corruption, not a record to allocate for.
@@ -42,8 +43,6 @@ MAX_BODY = 1 << 30
 
 LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
 _HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
-
-_NAME_RE = re.compile(r"^(\d{20})-([A-Za-z0-9_.-]{1,64})\.dlog$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +104,8 @@ def file_name(first_seq: int, node_id: str) -> str:
     return f"{first_seq:020d}-{node_id}{SUFFIX}"
 
 
-def parse_file_name(name: str) -> tuple[int, str] | None:
-    """(first seq, node id) of a datalog file name, or None for anything else."""
-    m = _NAME_RE.match(name)
-    return (int(m.group(1)), m.group(2)) if m else None
+# (first seq, node id) of a datalog file name, or None: the grammar is fanout.fileio's
+parse_file_name = parse_datalog_name
 
 
 # Header fields and the JSON types they must have (bool is excluded from int below).

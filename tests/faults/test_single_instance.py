@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fanout.instancelock import EXIT_LOCKED
+from fanout.fileio import EXIT_LOCKED
 from fanout.testing import HTTPError, Topology, fanout_cmd, forwarder_cmd, wait_until
 
 pytestmark = pytest.mark.slow
