@@ -15,6 +15,7 @@ venv: $(BIN)/fanout
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-quick: venv
@@ -22,6 +23,7 @@ test-quick: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 demo: venv
 	$(BIN)/fanout demo

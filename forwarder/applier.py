@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.errors import (
@@ -36,6 +38,7 @@ from forwarder.state import ApplierState, LastError, Phase
 from forwarder.wakeup import DirWatch
 
 log = logging.getLogger("fanout.forwarder")
+T = TypeVar("T")
 
 MAX_IDLE_POLL_FACTOR = 10
 
@@ -369,7 +372,7 @@ class Forwarder:
         self._refresh_pending()
         s.write_if_due()
 
-    async def _with_retry(self, call):  # type: ignore[no-untyped-def]
+    async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry connection errors, timeouts, 5xx, 408, 429 with backoff; give up (1400)
         after max_connect_retries failures in a row (0: never)."""
         while True:

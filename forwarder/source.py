@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,8 +102,8 @@ class SourceReader:
         self._file, self._records, self._index = None, [], 0
         self._last_listed = None
 
-    def next_chunk(self, max_bytes: int, keep, single_file: bool = False,  # type: ignore[no-untyped-def]
-                   rescan: bool = False) -> Chunk | None:
+    def next_chunk(self, max_bytes: int, keep: Callable[[Record], bool],
+                   single_file: bool = False, rescan: bool = False) -> Chunk | None:
         """Up to ``max_bytes`` of framed records in order; ``keep(record)`` says whether a
         record is sent (False: excluded, counted, still settled by the ack)."""
         records: list[Record] = []

@@ -410,11 +410,11 @@ class Distributor:
             self.errors.report(ERROR_SYS, f"cannot read {self.node.targets_dir}: "
                                           f"{exc.strerror}", "targets_dir")
             return
-        for exc in errors:
-            kept = "" if exc.path not in {str(t.config_file) for t in snap.targets.values()} \
+        for err in errors:
+            kept = "" if err.path not in {str(t.config_file) for t in snap.targets.values()} \
                 else "; keeping its previous configuration"
-            self.errors.report(ERROR_INVALID_CONFIGURATION, f"{exc}{kept}",
-                               f"config:{exc.path}:{exc}")
+            self.errors.report(ERROR_INVALID_CONFIGURATION, f"{err}{kept}",
+                               f"config:{err.path}:{err}")
         self.snap = snap
         if snap.targets != {n: rt.target for n, rt in self.runtime.items()}:
             added = self._apply_targets(snap.targets)

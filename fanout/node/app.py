@@ -8,10 +8,12 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fanout.config import NodeConfig
 from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
@@ -48,7 +50,7 @@ FETCH_CHUNK_LINES = 5000
 MAX_TS = (1 << 63) - 1
 MIN_TS = -(1 << 63)
 
-NODE = web.AppKey("node", "Node")
+NODE: web.AppKey[Node] = web.AppKey("node")
 GUARD = web.AppKey("guard", Guard)
 
 
@@ -95,7 +97,8 @@ def request_limits(cfg: NodeConfig) -> RequestLimits:
         lim.max_points_per_request, lim.max_record_bytes)
 
 
-def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncContextManager:  # type: ignore[type-arg]
+def _big_write(request: web.Request,
+               body: bytes) -> contextlib.AbstractAsyncContextManager[Any]:
     """A slot among ``max_concurrent_parses`` for a big body, held from decoding to commit:
     its decoded and parsed forms take ~10x its size, so this is what bounds the node's peak
     memory. Parsing is GIL-bound anyway, so the wait costs no throughput; small writes
@@ -106,7 +109,7 @@ def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncCon
     return guard.parses
 
 
-async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-def]
+async def _parse(body: bytes, fn: Callable[..., Pending], *args: Any) -> Pending:
     """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
     try:
         if len(body) > INLINE_PARSE_LIMIT:
@@ -238,6 +241,7 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
             start, end, last = MIN_TS, now, -span
         else:
             fail(400, "'timespan' must not be 0")
+    assert end is not None  # _range gives both or neither
     showattr = request.query.get("showattr", "false").lower() == "true"
     # Each running fetch holds a store reader (and, in SQLite, file descriptors that stay
     # open while any other reader is): at most max_concurrent_fetches at once; the others
@@ -307,7 +311,7 @@ async def handle_logger_state(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def count_requests(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     node = request.app[NODE]
     node.requests += 1
     try:
