@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from fanout.gts.model import INT64_MAX, INT64_MIN
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -110,7 +112,7 @@ class Client:
             q["start"], q["end"] = str(start), str(end)
         return self.request("GET", "/api/v0/delete?" + urllib.parse.urlencode(q), **kw)[1].decode()
 
-    def fetch(self, selector: str = "~.*{}", start: int = -(1 << 63), stop: int = (1 << 63) - 1,
+    def fetch(self, selector: str = "~.*{}", start: int = INT64_MIN, stop: int = INT64_MAX,
               showattr: bool = False, **kw: Any) -> str:
         q = {"selector": selector, "start": str(start), "stop": str(stop)}
         if showattr:

@@ -27,6 +27,7 @@ from typing import Any
 
 from fanout.errors import DatalogCorruptError
 from fanout.fileio import DATALOG_SUFFIX, parse_datalog_name
+from fanout.gts.model import INT64_MAX
 
 MAGIC = b"FANOUTDL"
 VERSION = 1
@@ -149,7 +150,7 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     if base is not None:
         if not (isinstance(base, list) and len(base) == 2 and isinstance(base[0], str)
                 and _HISTORY_RE.fullmatch(base[0]) and type(base[1]) is int
-                and 0 <= base[1] < 1 << 63):
+                and 0 <= base[1] <= INT64_MAX):
             raise DatalogCorruptError(path, offset, "bad record header: field 'base' must be "
                                       f"null or [history, oseq], got {_show(base)}")
         base = (base[0], base[1])

@@ -19,6 +19,7 @@ from fanout.config import NodeConfig
 from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
+from fanout.gts.model import INT64_MIN
 from fanout.node.changes import (
     Pending,
     RequestLimits,
@@ -47,8 +48,6 @@ log = logging.getLogger("fanout.node")
 # Bodies above this are parsed off the event loop so one huge request cannot stall others.
 INLINE_PARSE_LIMIT = 256 * 1024
 FETCH_CHUNK_LINES = 5000
-MAX_TS = (1 << 63) - 1
-MIN_TS = -(1 << 63)
 
 NODE: web.AppKey[Node] = web.AppKey("node")
 GUARD = web.AppKey("guard", Guard)
@@ -236,9 +235,9 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         if now is None or span is None:
             fail(400, "give 'start' and 'stop', or 'now' and 'timespan'")
         if span > 0:
-            start, end = max(MIN_TS, now - span + 1), now
+            start, end = max(INT64_MIN, now - span + 1), now
         elif span < 0:
-            start, end, last = MIN_TS, now, -span
+            start, end, last = INT64_MIN, now, -span
         else:
             fail(400, "'timespan' must not be 0")
     assert end is not None  # _range gives both or neither
