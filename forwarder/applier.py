@@ -350,11 +350,11 @@ class Forwarder:
         s.last_applied = chunk.records[-1].seq
 
     def _settle(self, chunk: Chunk) -> None:
-        if chunk.records:
-            self._resyncs = 0
         """Record progress, then unlink. Unlinking a fully covered file is itself durable
         progress, so the cursor file is written only when a chunk ends inside a file
         (the cursor then says which of its records are done), or once a second."""
+        if chunk.records:
+            self._resyncs = 0
         s = self.state
         s.last_processed = max(s.last_processed, chunk.last_seq)
         s.total_events += len(chunk.records)

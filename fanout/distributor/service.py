@@ -55,7 +55,7 @@ from fanout.distributor.state import (
 from fanout.distributor.targets import Target, TargetSet
 from fanout.distributor.watcher import Watcher
 from fanout.errors import ERROR_INVALID_CONFIGURATION, ERROR_SYS, ConfigError
-from fanout.fileio import InstanceLock, InstanceLocked
+from fanout.fileio import InstanceLock
 from fanout.sdnotify import Notifier
 
 log = logging.getLogger("fanout.distributor")
@@ -89,10 +89,6 @@ AUDIT_SLICE = 0.0005  # seconds of target-directory counting per idle loop turn
 # the CPU.
 AUDIT_PACE = 10
 DROP_LOG_EVERY = 30.0
-
-
-# Another distributor holds the lock of this node's state directory (fanout.fileio).
-AlreadyRunning = InstanceLocked
 
 
 @dataclass
