@@ -167,9 +167,10 @@ class Store(Protocol):
     def snapshot(self) -> Snapshot:
         """A consistent view, taken without blocking writers for its whole duration."""
 
-    def restore(self, marks: HistoryMarks, series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks | dict[str, int], series: Iterable[SeriesDump],
                 replace: bool) -> None:
-        """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
+        """Load a snapshot in one transaction and set the marks to ``marks`` (flat marks,
+        the shape before histories, are the legacy history's); last_seq
         and this node's own histories are left alone (they belong to this node). Without
         ``replace`` the store must hold no series and no marks (StoreNotEmptyError); with
         it, everything is dropped first. On any error nothing changes."""
