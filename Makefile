@@ -40,4 +40,4 @@ bench: venv
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache
