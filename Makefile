@@ -15,6 +15,7 @@ venv: $(BIN)/fanout
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-quick: venv
@@ -22,6 +23,7 @@ test-quick: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 demo: venv
 	$(BIN)/fanout demo
@@ -38,4 +40,4 @@ bench: venv
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache

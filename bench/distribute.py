@@ -430,12 +430,12 @@ def main() -> int:
         head += f" | {'inotifywait':>19} {'ratio':>7}"
     print(head)
     for t in counts:
-        ours = lat["fanout", t]
-        row = f"{t:>7} | {ours.show():>19} | {lat['periodic', t].show():>19} " \
-              f"{lat['periodic', t].p50 / ours.p50:>6.0f}x"
+        mine = lat["fanout", t]
+        row = f"{t:>7} | {mine.show():>19} | {lat['periodic', t].show():>19} " \
+              f"{lat['periodic', t].p50 / mine.p50:>6.0f}x"
         if has_inotifywait:
             row += f" | {lat['inotifywait', t].show():>19} " \
-                   f"{lat['inotifywait', t].p50 / ours.p50:>6.0f}x"
+                   f"{lat['inotifywait', t].p50 / mine.p50:>6.0f}x"
         print(row)
     print("('>': more than 1% of the files were not linked everywhere within the drain "
           "window; the figure is a lower bound)")

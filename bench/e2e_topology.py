@@ -17,6 +17,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import yaml
@@ -43,7 +44,7 @@ class Cluster:
     edges: list[tuple[str, str]] = field(default_factory=list)  # (source, target)
     frozen: set[int] = field(default_factory=set)
 
-    def add(self, name: str, **overrides: object) -> NodeProc:
+    def add(self, name: str, **overrides: Any) -> NodeProc:
         n = NodeProc.init(self.root / name, name, "sqlite", **overrides)
         self.nodes[name] = n
         return n

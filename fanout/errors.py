@@ -7,13 +7,14 @@ one fits, so state files and replies speak the same numbers.
 
 from __future__ import annotations
 
-# ArangoDB replication error numbers used across fanout (docs/operations.md, "Error numbers").
+# ArangoDB error numbers (lib/Basics/errors.dat) used across fanout, each defined only here.
+ERROR_SYS = 2  # TRI_ERROR_SYS_ERROR: an operating system call failed
+ERROR_FILE_EXISTS = 27  # TRI_ERROR_FILE_EXISTS: a different file holds the name
+# replication errors
 ERROR_NO_RESPONSE = 1400
 ERROR_INVALID_RESPONSE = 1401
 ERROR_TARGET_ERROR = 1402
-ERROR_LOOP = 1405
 ERROR_INVALID_CONFIGURATION = 1410
-ERROR_NO_START_TICK = 1413
 ERROR_START_TICK_NOT_PRESENT = 1414
 # fanout's own, in 1405's family: a record whose origin is the receiver's own id but from a
 # history the receiver never had, i.e. two live nodes configured with one id.

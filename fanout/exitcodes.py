@@ -12,7 +12,7 @@ EXIT_USAGE = 2
 # The forwarder stopped itself by policy (gave up after max_connect_retries, the target
 # rejected data with on_reject: stop, a corrupt file); the reason is in its state file.
 EXIT_POLICY_STOP = 3
-# EX_TEMPFAIL: another instance holds this role's lock (fanout.instancelock).
+# EX_TEMPFAIL: another instance holds this role's lock (fanout.fileio).
 EXIT_LOCKED = 75
 # EX_CONFIG: systemd units list it in RestartPreventExitStatus and supervisord configs in
 # exitcodes, so a broken configuration ends as FATAL instead of a restart loop.

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from fanout.gts.model import INT64_MAX, INT64_MIN
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -113,7 +115,7 @@ class Client:
             q["start"], q["end"] = str(start), str(end)
         return self.request("GET", "/api/v0/delete?" + urllib.parse.urlencode(q), **kw)[1].decode()
 
-    def fetch(self, selector: str = "~.*{}", start: int = -(1 << 63), stop: int = (1 << 63) - 1,
+    def fetch(self, selector: str = "~.*{}", start: int = INT64_MIN, stop: int = INT64_MAX,
               showattr: bool = False, **kw: Any) -> str:
         q = {"selector": selector, "start": str(start), "stop": str(stop)}
         if showattr:
@@ -439,7 +441,8 @@ class CapturingProxy:
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() not in ("host", "connection")}
                 proxy.requests.append((self.command, self.path, dict(headers), body))
-                up = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                up = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
+                                                timeout=60)
                 try:
                     up.request(self.command, self.path, body=body or None, headers=headers)
                     resp = up.getresponse()

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.errors import (
@@ -38,6 +40,7 @@ from forwarder.state import ApplierState, LastError, Phase
 from forwarder.wakeup import DirWatch
 
 log = logging.getLogger("fanout.forwarder")
+T = TypeVar("T")
 
 MAX_IDLE_POLL_FACTOR = 10
 
@@ -345,11 +348,11 @@ class Forwarder:
         s.last_applied = chunk.records[-1].seq
 
     def _settle(self, chunk: Chunk) -> None:
-        if chunk.records:
-            self._resyncs = 0
         """Record progress, then unlink. Unlinking a fully covered file is itself durable
         progress, so the cursor file is written only when a chunk ends inside a file
         (the cursor then says which of its records are done), or once a second."""
+        if chunk.records:
+            self._resyncs = 0
         s = self.state
         s.last_processed = max(s.last_processed, chunk.last_seq)
         s.total_events += len(chunk.records)
@@ -367,7 +370,7 @@ class Forwarder:
         self._refresh_pending()
         s.write_if_due()
 
-    async def _with_retry(self, call):  # type: ignore[no-untyped-def]
+    async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry connection errors, timeouts, 5xx, 408, 429 with backoff; give up (1400)
         after max_connect_retries failures in a row (0: never)."""
         while True:

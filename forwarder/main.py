@@ -3,7 +3,7 @@
 Exit codes: 0 stopped on SIGTERM/SIGINT; 3 stopped itself by policy (gave up after
 max_connect_retries, target rejected data with on_reject: stop, corrupt file), with the
 reason in the state file's lastError; 75 another forwarder of this target is running
-(``fanout.instancelock``); 78 invalid configuration.
+(``fanout.fileio``); 78 invalid configuration.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from fanout import instancelock
+from fanout import fileio
 from fanout.errors import ConfigError
 from fanout.exitcodes import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_LOCKED
-from fanout.instancelock import InstanceLocked
+from fanout.fileio import InstanceLocked
 from fanout.logsetup import setup_logging
 from fanout.state import ErrorInfo, ForwarderState, forwarder_state_path
 from fanout.target_config import TargetConfig, check_target_file, load_target_config
@@ -35,7 +35,7 @@ def _run(config: Path) -> int:
     check_target_file(cfg.source)
     # Before the forwarder reads its state or touches its source directory, and before the
     # heavy imports, so that a second start exits at once.
-    with instancelock.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
+    with fileio.acquire(cfg.state_dir, f"forwarder-{cfg.target}"):
         return asyncio.run(_forward(cfg))
 
 

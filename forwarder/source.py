@@ -1,6 +1,6 @@
 """Reading a target's source directory in order, in batches, with bounded memory.
 
-Names are listed a bounded window at a time (``oldest_names``) and files are read one at a
+Names are listed a bounded window at a time (``oldest_datalog_names``) and files are read one at a
 time, so a backlog of a million files costs one window of names and one file of records.
 Records at or below the cursor (already acknowledged before a restart) are skipped.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from fanout.datalog.format import (
     frame_ok,
     parse_file_name,
 )
-from fanout.datalog.reader import read_file, scan_window
+from fanout.datalog.reader import read_file
 from fanout.errors import DatalogCorruptError
+from fanout.fileio import iter_datalog, oldest_datalog_names
 
 # Names listed per pass: an eighth of what is waiting, within these bounds. 65,536 names
 # are about 6 MB; a million-file backlog then costs 16 directory passes, not 4,000.
@@ -63,7 +65,12 @@ class SourceReader:
         files that arrived out of order) but never returns a name this chunk ``taken``."""
         if not self._names:
             after = None if rescan else self._last_listed
-            names, waiting = scan_window(self.dir, self._window + len(taken), after=after)
+            while True:
+                names, waiting, cursor = oldest_datalog_names(
+                    self.dir, self._window + len(taken), after=after)
+                if names or cursor is None:
+                    break
+                after = cursor  # the window held only stray names: look past them
             self._window = max(MIN_WINDOW, min(MAX_WINDOW, waiting // 8))
             skip = set(taken)
             if self._file is not None:
@@ -95,16 +102,8 @@ class SourceReader:
         self._file, self._records, self._index = None, [], 0
         self._last_listed = None
 
-    def current_file(self) -> str | None:
-        return self._file
-
-    def drop_current(self) -> str | None:
-        """Abandon the file being read (it was quarantined or is corrupt)."""
-        name, self._file, self._records, self._index = self._file, None, [], 0
-        return name
-
-    def next_chunk(self, max_bytes: int, keep, single_file: bool = False,  # type: ignore[no-untyped-def]
-                   rescan: bool = False) -> Chunk | None:
+    def next_chunk(self, max_bytes: int, keep: Callable[[Record], bool],
+                   single_file: bool = False, rescan: bool = False) -> Chunk | None:
         """Up to ``max_bytes`` of framed records in order; ``keep(record)`` says whether a
         record is sent (False: excluded, counted, still settled by the ack)."""
         records: list[Record] = []
@@ -200,20 +199,17 @@ def scan_pending(directory: Path, now: float) -> Pending:
     oldest_name: str | None = None
     oldest_mtime = now
     newest: str | None = None
-    with os.scandir(directory) as it:
-        for entry in it:
-            if parse_file_name(entry.name) is None:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            files += 1
-            size += st.st_size
-            if oldest_name is None or entry.name < oldest_name:
-                oldest_name, oldest_mtime = entry.name, st.st_mtime
-            if newest is None or entry.name > newest:
-                newest = entry.name
+    for entry in iter_datalog(directory):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        files += 1
+        size += st.st_size
+        if oldest_name is None or entry.name < oldest_name:
+            oldest_name, oldest_mtime = entry.name, st.st_mtime
+        if newest is None or entry.name > newest:
+            newest = entry.name
     parsed = parse_file_name(newest) if newest else None
     return Pending(files, size, max(0.0, now - oldest_mtime) if files else 0.0,
                    parsed[0] if parsed else 0)

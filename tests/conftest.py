@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def make_node(tmp_path: Path) -> Iterator:
     """Factory for initialised (not started) node processes; every one is killed at the end."""
     made: list[NodeProc] = []
 
-    def make(node_id: str = "n1", store: str = "sqlite", **overrides: object) -> NodeProc:
+    def make(node_id: str = "n1", store: str = "sqlite", **overrides: Any) -> NodeProc:
         node = NodeProc.init(tmp_path / node_id, node_id, store, **overrides)
         made.append(node)
         return node

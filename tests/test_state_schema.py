@@ -409,7 +409,7 @@ def _looked_up(tree: ast.AST) -> list[tuple[int, str]]:
                 and any(isinstance(op, ast.In | ast.NotIn) for op in n.ops):
             key = n.left.value
         if isinstance(key, str):
-            out.append((n.lineno, key))
+            out.append((getattr(n, "lineno", 0), key))
     return out
 
 

@@ -10,7 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from fanout.errors import ConfigError, DatalogCorruptError, FanoutError
+from fanout.errors import (
+    ERROR_START_TICK_NOT_PRESENT,
+    ConfigError,
+    DatalogCorruptError,
+    FanoutError,
+)
 from fanout.exitcodes import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -18,7 +23,7 @@ from fanout.exitcodes import (
     EXIT_LOCKED,
     EXIT_OK,
 )
-from fanout.instancelock import InstanceLocked
+from fanout.fileio import InstanceLocked
 from fanout.logsetup import setup_logging
 
 # Which error ends the command with which exit code (fanout.exitcodes).
@@ -42,7 +47,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     from fanout.config import load_node_config
-    from fanout.instancelock import acquire
+    from fanout.fileio import acquire
 
     setup_logging(args.verbose)
     cfg = load_node_config(Path(args.config))
@@ -95,7 +100,7 @@ def cmd_target_add(args: argparse.Namespace) -> int:
     if tick:
         print(f"Warning: this node has history (last tick {tick}) that {args.name} does not "
               f"have; continuous replication alone cannot bring it (its forwarder would stop "
-              f"with error 1414).\nTry: fanout bootstrap --config {args.config} --target "
+              f"with error {ERROR_START_TICK_NOT_PRESENT}).\nTry: fanout bootstrap --config {args.config} --target "
               f"{args.name}", file=sys.stderr)
     else:
         print(f"start its forwarder: fanout reload --config {args.config}")

@@ -60,7 +60,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("bootstrap", help="initial sync of a target from a snapshot, online")
     s.add_argument("--config", required=True)
     s.add_argument("--target", required=True)

@@ -163,7 +163,7 @@ def cmd_systemd_units(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's subcommands to the ``fanout`` parser."""
     s = sub.add_parser("supervisord-config",
                        help="write state_dir/supervisor/supervisord.conf and programs.d/")

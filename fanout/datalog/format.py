@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import DatalogCorruptError
-from fanout.ids import ID_PATTERN
+from fanout.fileio import DATALOG_SUFFIX, parse_datalog_name
+from fanout.gts.model import INT64_MAX
 
 MAGIC = b"FANOUTDL"
 VERSION = 1
@@ -34,7 +35,7 @@ FILE_HEADER = struct.Struct("<8sHHII")
 _HEADER_BODY = struct.Struct("<8sHHI")
 FRAME = struct.Struct("<III")
 LENGTHS = struct.Struct("<II")
-SUFFIX = ".dlog"
+SUFFIX = DATALOG_SUFFIX
 OPS = ("update", "meta", "delete")
 
 # Sanity bounds: a length beyond these is corruption, not a record to allocate for.
@@ -43,8 +44,6 @@ MAX_BODY = 1 << 30
 
 LEGACY_HISTORY = "0000000000000000"  # the same as fanout.store.base.LEGACY_HISTORY
 _HISTORY_RE = re.compile(r"^[0-9a-f]{16}$")
-
-_NAME_RE = re.compile(rf"^(\d{{20}})-({ID_PATTERN})\.dlog$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +105,8 @@ def file_name(first_seq: int, node_id: str) -> str:
     return f"{first_seq:020d}-{node_id}{SUFFIX}"
 
 
-def parse_file_name(name: str) -> tuple[int, str] | None:
-    """(first seq, node id) of a datalog file name, or None for anything else."""
-    m = _NAME_RE.match(name)
-    return (int(m.group(1)), m.group(2)) if m else None
+# (first seq, node id) of a datalog file name, or None: the grammar is fanout.fileio's
+parse_file_name = parse_datalog_name
 
 
 # Header fields and the JSON types they must have (bool is excluded from int below).
@@ -153,7 +150,7 @@ def _header_to_record(path: object, offset: int, header: bytes, body: bytes,
     if base is not None:
         if not (isinstance(base, list) and len(base) == 2 and isinstance(base[0], str)
                 and _HISTORY_RE.fullmatch(base[0]) and type(base[1]) is int
-                and 0 <= base[1] < 1 << 63):
+                and 0 <= base[1] <= INT64_MAX):
             raise DatalogCorruptError(path, offset, "bad record header: field 'base' must be "
                                       f"null or [history, oseq], got {_show(base)}")
         base = (base[0], base[1])

@@ -21,18 +21,11 @@ from pathlib import Path
 from fanout.datalog.format import Record, encode_frames, file_header, file_name, parse_file_name
 from fanout.datalog.reader import newest_name
 from fanout.errors import DiskFullError
+from fanout.fileio import fsync_dir, is_temp_name, write_atomic
 
 TMP_DIR = ".tmp"
-RESTORING = ".restoring"  # suffix of a vanished prepared file being written again
+RESTORING = ".restoring"  # suffix of a restore cut short by a version before fanout.fileio
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,26 +84,17 @@ class DatalogWriter:
     def restore(self, prep: Prepared) -> Path:
         """Publish a prepared file whose ``.tmp/`` copy vanished, from its bytes in memory.
 
-        Written under a hidden name in the datalog directory itself (readers and the
-        distributor skip names that are not datalog names), fsynced, then renamed: the
-        file appears whole or not at all, without passing through ``.tmp/`` again.
+        Written by ``write_atomic`` under a hidden temp name in the datalog directory
+        itself (readers and the distributor skip names that are not datalog names),
+        fsynced, then renamed: the file appears whole or not at all, without passing
+        through ``.tmp/`` again.
         """
         final = self.dir / prep.name
         if final.exists():
             return final
         if not prep.data:
             raise FileNotFoundError(errno.ENOENT, "no bytes kept to restore", str(final))
-        part = self.dir / f".{prep.name}{RESTORING}"
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(prep.data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(part, final)
-        fsync_dir(self.dir)
+        write_atomic(final, prep.data)
         return final
 
     def discard(self, prep: Prepared) -> None:
@@ -133,7 +117,8 @@ class DatalogWriter:
                 os.unlink(entry.path)
                 discarded += 1
         for entry in os.scandir(self.dir):
-            if entry.name.startswith(".") and entry.name.endswith(RESTORING):
+            name = entry.name
+            if is_temp_name(name) or (name.startswith(".") and name.endswith(RESTORING)):
                 os.unlink(entry.path)  # a restore cut short: its file never appeared
         if published or discarded:
             fsync_dir(self.dir)

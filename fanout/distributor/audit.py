@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
-from fanout.datalog.reader import is_datalog_name
 from fanout.distributor.state import Audit, TargetStats
+from fanout.fileio import iter_datalog
 
-_CHECK_EVERY = 64  # entries between two looks at the clock
+_CHECK_EVERY = 64  # datalog entries between two looks at the clock
+DatalogEntries = Generator[os.DirEntry[str], None, None]
 
 
 class AuditJob:
@@ -28,7 +29,7 @@ class AuditJob:
 
     def __init__(self, targets: list[tuple[str, TargetStats]]):
         self._todo = list(targets)
-        self._current: tuple[str, TargetStats, Audit, Iterator[os.DirEntry[str]]] | None = None
+        self._current: tuple[str, TargetStats, Audit, DatalogEntries] | None = None
         self._oldest: str | None = None
         self.work = 0.0  # seconds spent counting so far
 
@@ -49,14 +50,13 @@ class AuditJob:
             n = 0
             for entry in it:
                 name = entry.name
-                if is_datalog_name(name):
-                    try:
-                        audit.bytes += entry.stat(follow_symlinks=False).st_size
-                    except FileNotFoundError:
-                        continue
-                    audit.files += 1
-                    if self._oldest is None or name < self._oldest:
-                        self._oldest = name
+                try:
+                    audit.bytes += entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+                audit.files += 1
+                if self._oldest is None or name < self._oldest:
+                    self._oldest = name
                 n += 1
                 if n % _CHECK_EVERY == 0 and time.monotonic() >= deadline:
                     finished = False
@@ -78,7 +78,7 @@ class AuditJob:
         stats.first_link_wall = None
         self._oldest = None
         try:
-            it = os.scandir(directory)
+            it = iter_datalog(directory)
         except OSError:
             stats.audit = audit  # a missing directory holds nothing
             return
@@ -87,7 +87,7 @@ class AuditJob:
     def _finish(self) -> None:
         assert self._current is not None
         directory, stats, audit, it = self._current
-        it.close()  # type: ignore[attr-defined]
+        it.close()
         self._current = None
         if self._oldest is not None:
             try:
@@ -98,6 +98,6 @@ class AuditJob:
 
     def close(self) -> None:
         if self._current is not None:
-            self._current[3].close()  # type: ignore[attr-defined]
+            self._current[3].close()
             self._current = None
         self._todo.clear()

@@ -18,8 +18,6 @@ that is already gone is skipped.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import logging
 import os
 import threading
@@ -27,15 +25,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fanout.datalog import fsync_dir
-from fanout.datalog.format import _NAME_RE as DATALOG_NAME  # the one definition of a name
-from fanout.datalog.format import SUFFIX
-from fanout.distributor.state import ERROR_FILE_EXISTS, ERROR_SYS
+from fanout.errors import ERROR_FILE_EXISTS, ERROR_SYS
+from fanout.fileio import fsync_dir, oldest_datalog_names
 
 log = logging.getLogger("fanout.distributor")
 
 Report = Callable[[int, str, str], None]  # (errorNum, message, key)
-_CHUNK = 8192  # directory entries filtered at a time by oldest_batch
 # Seconds between the starts of two committer rounds (see Committer._run); tuning knob.
 COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.02"))
 
@@ -43,35 +38,10 @@ COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.02"))
 def oldest_batch(directory: str, limit: int,
                  after: str | None = None) -> tuple[list[str], int, str | None]:
     """Up to ``limit`` datalog names after ``after`` in name (= age) order, how many such
-    names the directory holds, and the cursor for the next call (None: nothing left).
-    Memory is O(limit) whatever the directory holds; ``.tmp/`` and anything not named
-    like a datalog file is never returned.
-
-    A large backlog takes one directory pass per batch, so the pass filters and selects
-    in chunks with list comprehensions and C-level heap work rather than per name.
-    """
-    best: list[str] = []
-    count = 0
-    with os.scandir(directory) as it:
-        while True:
-            chunk = [e.name for e in itertools.islice(it, _CHUNK)]
-            if not chunk:
-                break
-            if after is None:
-                chunk = [n for n in chunk if n.endswith(SUFFIX)]
-            else:
-                chunk = [n for n in chunk if n > after and n.endswith(SUFFIX)]
-            count += len(chunk)
-            best += chunk
-            if len(best) > limit:
-                best = heapq.nsmallest(limit, best)
-    best.sort()
-    # The full name check only for the winners: a stray "*.dlog" is rare, and it only
-    # costs a slot in this batch (the cursor moves past it).
-    match = DATALOG_NAME.match
-    valid = [n for n in best if match(n)]
-    count -= len(best) - len(valid)
-    return valid, count, best[-1] if best else None
+    names the directory holds, and the cursor for the next call (None: nothing left):
+    ``fanout.fileio.oldest_datalog_names``. Memory is O(limit) whatever the directory
+    holds; ``.tmp/`` and anything not named like a datalog file is never returned."""
+    return oldest_datalog_names(directory, limit, after)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 
-from fanout.datalog.reader import is_datalog_name
+from fanout.fileio import iter_datalog
 
 REFILL = 1024  # oldest names remembered per exact count: bounded memory, amortized scans
 
@@ -50,18 +50,14 @@ class RetentionGuard:
 
         def names() -> Iterator[str]:
             nonlocal files, size
-            with os.scandir(self.dir) as it:
-                for entry in it:
-                    n = entry.name
-                    if not is_datalog_name(n):
+            for entry in iter_datalog(self.dir):
+                if need_bytes:
+                    try:
+                        size += entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
                         continue
-                    if need_bytes:
-                        try:
-                            size += entry.stat(follow_symlinks=False).st_size
-                        except FileNotFoundError:
-                            continue
-                    files += 1
-                    yield n
+                files += 1
+                yield entry.name
 
         try:
             oldest = heapq.nsmallest(REFILL, names())

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fanout import instancelock
+from fanout import fileio
 from fanout.config import NodeConfig
 from fanout.distributor import targets as targets_mod
 from fanout.distributor.audit import AuditJob
@@ -45,8 +45,6 @@ from fanout.distributor.linker import (
 )
 from fanout.distributor.retention import RetentionGuard
 from fanout.distributor.state import (
-    ERROR_INVALID_CONFIGURATION,
-    ERROR_SYS,
     Counters,
     ErrorTracker,
     Phase,
@@ -56,8 +54,8 @@ from fanout.distributor.state import (
 )
 from fanout.distributor.targets import Target, TargetSet
 from fanout.distributor.watcher import Watcher
-from fanout.errors import ConfigError
-from fanout.instancelock import InstanceLock, InstanceLocked
+from fanout.errors import ERROR_INVALID_CONFIGURATION, ERROR_SYS, ConfigError
+from fanout.fileio import InstanceLock
 from fanout.sdnotify import Notifier
 from fanout.state import distributor_state_path
 
@@ -92,10 +90,6 @@ AUDIT_SLICE = 0.0005  # seconds of target-directory counting per idle loop turn
 # the CPU.
 AUDIT_PACE = 10
 DROP_LOG_EVERY = 30.0
-
-
-# Another distributor holds the lock of this node's state directory (fanout.instancelock).
-AlreadyRunning = InstanceLocked
 
 
 @dataclass
@@ -206,7 +200,7 @@ class Distributor:
 
     def _take_lock(self) -> None:
         """One distributor per node: two would double-count and race on removals."""
-        self._lock = instancelock.acquire(self.node.state_dir, "distributor")
+        self._lock = fileio.acquire(self.node.state_dir, "distributor")
 
     def _install_signals(self) -> tuple[int | None, Any]:
         """Handlers only set flags; a self-pipe wakes the select() in the main loop."""
@@ -413,11 +407,11 @@ class Distributor:
             self.errors.report(ERROR_SYS, f"cannot read {self.node.targets_dir}: "
                                           f"{exc.strerror}", "targets_dir")
             return
-        for exc in errors:
-            kept = "" if exc.path not in {str(t.config_file) for t in snap.targets.values()} \
+        for err in errors:
+            kept = "" if err.path not in {str(t.config_file) for t in snap.targets.values()} \
                 else "; keeping its previous configuration"
-            self.errors.report(ERROR_INVALID_CONFIGURATION, f"{exc}{kept}",
-                               f"config:{exc.path}:{exc}")
+            self.errors.report(ERROR_INVALID_CONFIGURATION, f"{err}{kept}",
+                               f"config:{err.path}:{err}")
         self.snap = snap
         if snap.targets != {n: rt.target for n, rt in self.runtime.items()}:
             added = self._apply_targets(snap.targets)

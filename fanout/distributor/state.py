@@ -21,12 +21,6 @@ from fanout.statefile import iso_now
 
 log = logging.getLogger("fanout.distributor")
 
-# ArangoDB error numbers (lib/Basics/errors.dat) where one fits; 1410 is shared with the
-# rest of fanout (fanout.errors.ERROR_INVALID_CONFIGURATION).
-ERROR_SYS = 2  # TRI_ERROR_SYS_ERROR: an operating system call failed
-ERROR_FILE_EXISTS = 27  # TRI_ERROR_FILE_EXISTS: a different file holds the name
-ERROR_INVALID_CONFIGURATION = 1410
-
 LOG_EVERY = 30.0  # seconds between two log lines for the same recurring problem
 
 

@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fanout.datalog import fsync_dir
 from fanout.distributor.mounts import mount_of, where
 from fanout.errors import ConfigError
+from fanout.fileio import fsync_dir
 from fanout.target_config import load_target_config, target_files
 from fanout.targetcheck import source_dir_problem
 

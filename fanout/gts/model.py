@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Every timestamp, elevation, long value and tick (seq, oseq) is a signed 64-bit integer,
+# as in Warp 10; these bounds are defined here only.
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 # A reading's value. bool is checked before int everywhere: True is an int in Python.
 Value = int | float | bool | str
 # (name, value) pairs sorted by name, names unique.

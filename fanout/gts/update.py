@@ -160,7 +160,7 @@ def parse_update(text: str, now_us: int) -> list[Reading]:
                     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
                         raise _Fallback
                 else:
-                    lat = lon = None
+                    lat = lon = None  # type: ignore[assignment]  # float | None
                 value: Value
                 if v_long:
                     value = int(v_long)
@@ -239,12 +239,13 @@ def format_update(readings: Iterable[Reading]) -> str:
         t = type(v)
         if t is int:
             vt = str(v)
-        elif t is float and v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+        # exact type tests (subclasses take format_value): fast, but mypy cannot narrow them
+        elif t is float and v - v == 0.0:  # type: ignore[operator]  # finite: inf-inf is nan
             vt = repr(v)
         elif t is bool:
             vt = "T" if v else "F"
         elif t is str:
-            vt = "'" + encode(v) + "'"
+            vt = "'" + encode(v) + "'"  # type: ignore[arg-type]
         else:
             vt = format_value(v)  # non-finite floats (raises), subclasses
         if r.lat is None and r.lon is None and r.elev is None:

@@ -11,11 +11,8 @@ import math
 import re
 
 from fanout.gts.encoding import decode, encode
-from fanout.gts.model import Value
+from fanout.gts.model import INT64_MAX, INT64_MIN, Value
 from fanout.gts.series import FieldError
-
-INT64_MIN = -(1 << 63)
-INT64_MAX = (1 << 63) - 1
 
 _INT = re.compile(r"-?[0-9]+")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")

@@ -7,14 +7,17 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fanout.config import NodeConfig
 from fanout.errors import GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
+from fanout.gts.model import INT64_MIN
 from fanout.node.changes import (
     Pending,
     RequestLimits,
@@ -42,8 +45,6 @@ log = logging.getLogger("fanout.node")
 # Bodies above this are parsed off the event loop so one huge request cannot stall others.
 INLINE_PARSE_LIMIT = 256 * 1024
 FETCH_CHUNK_LINES = 5000
-MAX_TS = (1 << 63) - 1
-MIN_TS = -(1 << 63)
 
 GUARD = web.AppKey("guard", Guard)
 
@@ -56,7 +57,8 @@ def request_limits(cfg: NodeConfig) -> RequestLimits:
         lim.max_points_per_request, lim.max_record_bytes)
 
 
-def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncContextManager:  # type: ignore[type-arg]
+def _big_write(request: web.Request,
+               body: bytes) -> contextlib.AbstractAsyncContextManager[Any]:
     """A slot among ``max_concurrent_parses`` for a big body, held from decoding to commit:
     its decoded and parsed forms take ~10x its size, so this is what bounds the node's peak
     memory. Parsing is GIL-bound anyway, so the wait costs no throughput; small writes
@@ -67,7 +69,7 @@ def _big_write(request: web.Request, body: bytes) -> contextlib.AbstractAsyncCon
     return guard.parses
 
 
-async def _parse(body: bytes, fn, *args) -> Pending:  # type: ignore[no-untyped-def]
+async def _parse(body: bytes, fn: Callable[..., Pending], *args: Any) -> Pending:
     """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
     try:
         if len(body) > INLINE_PARSE_LIMIT:
@@ -173,11 +175,12 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         if now is None or span is None:
             fail(400, "give 'start' and 'stop', or 'now' and 'timespan'")
         if span > 0:
-            start, end = max(MIN_TS, now - span + 1), now
+            start, end = max(INT64_MIN, now - span + 1), now
         elif span < 0:
-            start, end, last = MIN_TS, now, -span
+            start, end, last = INT64_MIN, now, -span
         else:
             fail(400, "'timespan' must not be 0")
+    assert end is not None  # _range gives both or neither
     showattr = request.query.get("showattr", "false").lower() == "true"
     # Each running fetch holds a store reader (and, in SQLite, file descriptors that stay
     # open while any other reader is): at most max_concurrent_fetches at once; the others
@@ -247,7 +250,7 @@ async def handle_logger_state(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def count_requests(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     node = request.app[NODE]
     node.requests += 1
     try:

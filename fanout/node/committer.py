@@ -268,6 +268,7 @@ class Committer:
         entries: list[Entry] = []
         records: list[Record] = []
         fresh: list[tuple[Pending, str, int]] = []
+        via: tuple[str, ...]
         for unit in group:
             for p in unit.items:
                 origin = p.origin or self.node_id

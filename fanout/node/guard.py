@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 log = logging.getLogger("fanout.node")
 
@@ -50,7 +51,8 @@ class Guard:
 
     def middleware(self) -> Any:
         @web.middleware
-        async def limit_requests(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        async def limit_requests(request: web.Request,
+                                 handler: Handler) -> web.StreamResponse:
             if self.requests >= self.max_requests:
                 self.refused += 1
                 raise busy(f"node busy: {self.requests} requests in progress, the "

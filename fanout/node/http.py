@@ -50,7 +50,8 @@ def authorize(request: web.Request, tokens: TokenTable, permission: str) -> str:
         fail(403, str(exc))
 
 
-BODY_GUARD = web.AppKey("body_guard", object)  # (Guard, body_timeout) set by build_app
+# (Guard, body_timeout) set by build_app; Any: fanout.node.guard imports this module
+BODY_GUARD: web.AppKey[tuple[Any, float]] = web.AppKey("body_guard")
 READ_CHUNK = 1 << 16
 ENCODINGS = ("", "identity", "gzip", "x-gzip", "deflate")
 
@@ -61,7 +62,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     so a gzip bomb costs at most ``limit`` bytes of output before its 413; the whole read
     has a deadline (``body_timeout``) and counts against the node's in-flight body budget.
     Call only after ``authorize``: strangers get their 403 before a byte is read."""
-    guard, timeout = request.app.get(BODY_GUARD) or (None, None)  # type: ignore[misc]
+    guard, timeout = request.app.get(BODY_GUARD) or (None, None)
     enc = request.headers.get("Content-Encoding", "").strip().lower()
     if enc not in ENCODINGS:
         fail(415, f"Content-Encoding {enc[:40]!r} is not supported (use gzip or none)")
@@ -85,7 +86,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                 if d is not None:
                     chunk = _inflate(d, chunk, limit - size, limit)
                 if guard is not None:
-                    guard.take_body(len(chunk))  # type: ignore[attr-defined]
+                    guard.take_body(len(chunk))
                     held += len(chunk)
                 size += len(chunk)
                 parts.append(chunk)
@@ -95,7 +96,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         fail(408, f"request body not received within body_timeout ({timeout:.0f}s)")
     finally:
         if guard is not None:
-            guard.give_body(held)  # type: ignore[attr-defined]
+            guard.give_body(held)
     return b"".join(parts)
 
 
@@ -106,7 +107,7 @@ def _inflate(d: Any, chunk: bytes, room: int, limit: int) -> bytes:
         fail(400, f"body is not valid gzip: {exc}")
     if len(out) > room or d.unconsumed_tail:
         fail(413, f"decompressed body over the limit of {limit} bytes")
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def decode_text(body: bytes) -> str:

@@ -8,7 +8,7 @@ and ``fanout_state_age_seconds`` shows a state file that stopped being refreshed
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from fanout.node.http import authorize
+from fanout.node.tokens import TokenTable
 from fanout.state import (
     DistributorState,
     ForwarderState,
@@ -186,8 +187,8 @@ def registry_for(state_dir: Path, targets_dir: Path | None = None) -> CollectorR
     return reg
 
 
-def metrics_handler(state_dir: Path, tokens,  # type: ignore[no-untyped-def]
-                    targets_dir: Path | None = None):
+def metrics_handler(state_dir: Path, tokens: TokenTable, targets_dir: Path | None = None
+                    ) -> Callable[[web.Request], Awaitable[web.Response]]:
     registry = registry_for(state_dir, targets_dir)
 
     async def handle_metrics(request: web.Request) -> web.Response:

@@ -240,7 +240,7 @@ class SeedUnavailableError(FanoutError):
 
 def run_node(config_path: Path) -> None:
     from fanout.config import load_node_config
-    from fanout.instancelock import acquire
+    from fanout.fileio import acquire
 
     cfg = load_node_config(config_path)
     # Before recovery touches datalog/.tmp/: a second node would take the live one's

@@ -19,11 +19,10 @@ from typing import Any
 from fanout.datalog.format import MAX_BODY, MAX_HEADER, OPS, Record
 from fanout.errors import FanoutError, SelectorError
 from fanout.gts import parse_selector
+from fanout.gts.model import INT64_MAX, INT64_MIN
 from fanout.ids import ID_RE, ID_RULE
 
-MAX_TICK = (1 << 63) - 1  # seq and oseq: positive int64, as every tick
-MIN_INT64 = -(1 << 63)
-MAX_INT64 = (1 << 63) - 1
+MAX_TICK = INT64_MAX  # seq and oseq: positive int64, as every tick
 # A chain or ring longer than this is not a topology anyone runs; a longer list is a forgery
 # or a loop the via check failed to stop, and it would grow every header it passes through.
 MAX_VIA = 64
@@ -87,7 +86,7 @@ def validate_record(rec: Record, limits: RecordLimits = DEFAULT_LIMITS) -> None:
         if not _is_int(value) or not 1 <= value <= MAX_TICK:
             raise RecordInvalid(rec, name, f"must be an integer in 1..{MAX_TICK} "
                                            f"(got {_short(value)})")
-    if not _is_int(rec.time) or not MIN_INT64 <= rec.time <= MAX_INT64:
+    if not _is_int(rec.time) or not INT64_MIN <= rec.time <= INT64_MAX:
         raise RecordInvalid(rec, "time", f"must be a 64-bit integer of milliseconds "
                                          f"(got {_short(rec.time)})")
     if not isinstance(rec.op, str) or rec.op not in OPS:
@@ -161,7 +160,7 @@ def _check_delete_params(rec: Record, params: dict[str, Any]) -> None:
                                            f"and 'end' (got keys {sorted(params)[:8]})")
     start, end = params["start"], params["end"]
     for name, value in (("start", start), ("end", end)):
-        if not _is_int(value) or not MIN_INT64 <= value <= MAX_INT64:
+        if not _is_int(value) or not INT64_MIN <= value <= INT64_MAX:
             raise RecordInvalid(rec, f"params.{name}", "must be a 64-bit integer timestamp "
                                                        f"(got {_short(value)})")
     if start > end:

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+from fanout.fileio import write_atomic
 from fanout.state import ForwarderState
 from fanout.target_config import TargetConfig
 
@@ -22,7 +23,7 @@ def _wake_forwarder(t: TargetConfig) -> None:
 
 def pause(t: TargetConfig) -> None:
     t.state_dir.mkdir(parents=True, exist_ok=True)
-    t.pause_file.write_text(f"paused at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    write_atomic(t.pause_file, f"paused at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     _wake_forwarder(t)
 
 

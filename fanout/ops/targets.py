@@ -20,7 +20,7 @@ import yaml
 
 from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ConfigError
-from fanout.instancelock import holder, lock_path
+from fanout.fileio import holder, lock_path
 from fanout.ops.init import write_private
 from fanout.secretfile import check_private
 from fanout.state import (
@@ -84,12 +84,13 @@ def add_target(config: Path, name: str, endpoint: str, token: str | None,
     secrets_dir = node.base_dir / "secrets"
     final_token = secrets_dir / f"{name}.token" if token is not None else token_file
     assert final_token is not None
-    data = {
+    sink_doc = {"type": sink, "endpoint": endpoint,
+                "token_file": os.path.relpath(final_token, node.targets_dir)}
+    data: dict[str, object] = {
         "target": name,
         "source_dir": os.path.relpath(src, node.targets_dir),
         "state_dir": os.path.relpath(node.state_dir, node.targets_dir),
-        "sink": {"type": sink, "endpoint": endpoint,
-                 "token_file": os.path.relpath(final_token, node.targets_dir)},
+        "sink": sink_doc,
     }
     node.targets_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -102,7 +103,7 @@ def add_target(config: Path, name: str, endpoint: str, token: str | None,
         write_private(tmp, yaml.safe_dump(data, sort_keys=False))
         try:
             # validated under its final token path: point it at the temporary one
-            check = dict(data, sink=dict(data["sink"], token_file=os.path.relpath(
+            check = dict(data, sink=dict(sink_doc, token_file=os.path.relpath(
                 tmp_token, node.targets_dir))) if token is not None else data
             write_private(tmp, yaml.safe_dump(check, sort_keys=False))
             load_target_config(tmp, name=name).sink.secret()

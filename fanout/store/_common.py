@@ -16,12 +16,9 @@ from typing import TypeVar
 
 from fanout.errors import DiskFullError
 from fanout.gts import format_reading, series_key, sort_key
-from fanout.gts.model import Labels, Reading, Value
+from fanout.gts.model import INT64_MAX, INT64_MIN, Labels, Reading, Value
 
 from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
-
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 # Type codes stored beside each value, so bool/long/double/string come back exactly.
 # bool is its own type for type(): type(True) is bool, not int.

@@ -106,27 +106,19 @@ SeriesDump = tuple[str, Labels, Labels, Iterable[Point]]
 
 
 class Snapshot(Protocol):
-    """A consistent view of a whole store, for initial sync (ArangoDB's dump): marks and
-    last_seq are those of exactly the data ``series()`` yields. Iterate once; close."""
+    """A consistent view of a whole store, for initial sync (ArangoDB's dump), as
+    ``Store.snapshot()`` returns it: ``last_seq`` and the marks are those of exactly the
+    data ``series()`` yields. Iterate once; close."""
 
     last_seq: int
-    marks: dict[str, int]
+    marks: dict[str, int]  # per origin, the highest oseq of its latest-known history
+    history_marks: HistoryMarks  # per origin and history
 
-    def series(self) -> Iterator[SeriesDump]: ...
+    def series(self) -> Iterator[SeriesDump]:
+        """Every series in (class, labels) order, its readings in timestamp order."""
 
-    def snapshot(self) -> Snapshot:
-        """A consistent view, taken without blocking writers for its whole duration."""
-
-    def restore(self, marks: HistoryMarks, series: Iterable[SeriesDump],
-                replace: bool) -> None:
-        """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
-        and this node's own histories are left alone (they belong to this node). Without
-        ``replace`` the store must hold no series and no marks (StoreNotEmptyError); with
-        it, everything is dropped first. On any error nothing changes."""
-
-    def is_empty(self) -> bool: ...
-
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the view (a reader connection for sqlite); idempotent."""
 
 
 class Store(Protocol):
@@ -175,9 +167,10 @@ class Store(Protocol):
     def snapshot(self) -> Snapshot:
         """A consistent view, taken without blocking writers for its whole duration."""
 
-    def restore(self, marks: HistoryMarks, series: Iterable[SeriesDump],
+    def restore(self, marks: HistoryMarks | dict[str, int], series: Iterable[SeriesDump],
                 replace: bool) -> None:
-        """Load a snapshot in one transaction and set the marks to ``marks``; last_seq
+        """Load a snapshot in one transaction and set the marks to ``marks`` (flat marks,
+        the shape before histories, are the legacy history's); last_seq
         and this node's own histories are left alone (they belong to this node). Without
         ``replace`` the store must hold no series and no marks (StoreNotEmptyError); with
         it, everything is dropped first. On any error nothing changes."""

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from fanout.errors import StoreNotEmptyError
+from fanout.fileio import fsync_dir, write_atomic
 from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector, Value
 
@@ -197,27 +197,13 @@ class MemoryStore:
         self._write_file(self._seq_path, self._seq_text(value, own))
 
     def _write_file(self, path: Path, text: str) -> None:
-        tmp = path.with_name(path.name + ".tmp")
         replaced = False
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                data = text.encode("utf-8")
-                while data:
-                    data = data[os.write(fd, data) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            # the directory fsync apart, to know whether the rename happened if it fails
+            write_atomic(path, text, sync_dir=False)
             replaced = True
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            fsync_dir(path.parent)
         except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             if replaced and path == self._seq_path:
                 # The new value may or may not reach the disk: put the old one back, best
                 # effort, so that a failed apply leaves the file as it was.

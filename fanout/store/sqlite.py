@@ -433,7 +433,7 @@ class SqliteStore:
         self._attrs[sid] = ()
         return sid
 
-    def _apply_update(self, readings: Sequence[Reading]) -> None:
+    def _apply_update(self, readings: Iterable[Reading]) -> None:
         # The hot path. Python's sqlite3 binds exact int/float/str fast but goes through
         # its adapter protocol (several failed attribute lookups) for None and bool, which
         # doubles the cost of a row; so a reading without position is inserted by a

@@ -177,11 +177,12 @@ def down(config: Path, timeout: float = STOP_TIMEOUT) -> DownResult:
             children = [p.pid for p in sv.processes() if p.pid > 0]
             sv.shutdown()
         except Unreachable:
-            pid = _pidfile_pid(paths)
-            if pid is None:
+            from_file = _pidfile_pid(paths)
+            if from_file is None:
                 found = orphans.find(cfg.state_dir)
                 killed = orphans.stop([o.pid for o in found])
                 return DownResult(was_running=False, killed=killed, orphans=found)
+            pid = from_file
             # alive but not answering: a hung supervisord; its children are its own
             children = [c.pid for c in psutil.Process(pid).children()]
             with contextlib.suppress(ProcessLookupError):

@@ -1,6 +1,6 @@
 """Orphans: a node's processes still running without the supervisord that started them.
 
-Found through their instance locks (``fanout.instancelock``), not through supervisord: an
+Found through their instance locks (``fanout.fileio``), not through supervisord: an
 orphan is a live process holding a role lock in ``state_dir`` whose pid supervisord does not
 know (supervisord killed with -9 leaves its children running, re-parented to init, and a
 second ``fanout up`` would start a second set beside them). ``fanout status`` reports them
@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 
 from fanout.errors import FanoutError
-from fanout.instancelock import held_locks
+from fanout.fileio import held_locks
 
 STOP_TIMEOUT = 30.0
 

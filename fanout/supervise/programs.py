@@ -39,10 +39,6 @@ class Program:
     stopwaitsecs: int = 15
     target: str | None = None  # the target name, for forwarders
 
-    @property
-    def is_forwarder(self) -> bool:
-        return self.target is not None
-
 
 def python() -> str:
     return sys.executable

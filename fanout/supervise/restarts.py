@@ -14,13 +14,13 @@ strings: JSON keys).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from fanout.fileio import exclusive, write_atomic
 
 WINDOW = 300.0  # seconds: "more than 3 restarts in 5 minutes"
 LOOP_THRESHOLD = 3
@@ -30,9 +30,7 @@ LOOP_THRESHOLD = 3
 def _locked(path: Path) -> Iterator[dict[str, Any]]:
     """Read-modify-write under an exclusive lock on a sibling lock file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with exclusive(path.with_suffix(".lock")):
         try:
             data = json.loads(path.read_text())
             if not isinstance(data.get("processes"), dict):
@@ -40,11 +38,8 @@ def _locked(path: Path) -> Iterator[dict[str, Any]]:
         except (FileNotFoundError, ValueError, AttributeError):
             data = {"processes": {}}
         yield data
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        os.close(fd)
+        # a view for operators, like every state file: atomic, not fsynced
+        write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=False)
 
 
 def _prune(entry: dict[str, Any], now: float) -> None:

@@ -22,11 +22,7 @@ DEFAULT_TIMEOUT = 10.0
 
 # supervisor.xmlrpc.Faults, the ones fanout looks at
 SHUTDOWN_STATE = 6
-BAD_NAME = 10
 NOT_RUNNING = 70
-ALREADY_STARTED = 60
-ALREADY_ADDED = 90
-STILL_RUNNING = 91
 
 
 class Unreachable(FanoutError):
@@ -151,10 +147,6 @@ class Supervisor:
 
     def signal(self, name: str, sig: str) -> None:
         self.call("supervisor.signalProcess", name, sig)
-
-    def tail_log(self, name: str, length: int = 4096) -> str:
-        text, _offset, _overflow = self.call("supervisor.tailProcessStdoutLog", name, 0, length)
-        return str(text)
 
     def shutdown(self) -> None:
         """Ask supervisord to stop everything and exit; already shutting down is fine."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import FanoutError
+from fanout.fileio import write_atomic
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import (
     ALERTS,
@@ -198,9 +199,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
     return True
 
 

@@ -11,7 +11,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(fanout_cmd(*args), text=True, capture_output=True, timeout=60)
 
 
-def test_verify_and_dump_then_a_flipped_byte_is_named(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_verify_and_dump_then_a_flipped_byte_is_named(make_node) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     c = node.client("ingest")
     for i in range(5):

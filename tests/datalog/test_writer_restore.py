@@ -28,8 +28,10 @@ def test_recover_removes_a_restore_cut_short(tmp_path: Path) -> None:
     w = DatalogWriter(tmp_path / "dl", "n1")
     prep = w.prepare(recs(1, 1))
     w.publish(prep)
-    half = w.dir / f".{prep.name}.restoring"
+    half = w.dir / f".{prep.name}.4242.tmp"  # write_atomic's temp name
     half.write_bytes(b"FANOUTDL partial")
+    old = w.dir / f".{prep.name}.restoring"  # an older version's temp name
+    old.write_bytes(b"FANOUTDL partial")
     DatalogWriter(tmp_path / "dl", "n1").recover(1)
-    assert not half.exists()
+    assert not half.exists() and not old.exists() and (w.dir / ".tmp").is_dir()
     assert [r.seq for _, rs in iter_dir(w.dir) for r in rs] == [1]

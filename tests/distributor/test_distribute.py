@@ -256,5 +256,5 @@ def test_one_distributor_per_node(node, procs) -> None:
     procs.append(p.start())
     wait_running(node, p)
     r = refused(node)
-    assert r.returncode == 75 and f"pid {p.pid}" in r.stderr  # EX_TEMPFAIL: instancelock
+    assert r.returncode == 75 and f"pid {p.pid}" in r.stderr  # EX_TEMPFAIL: the instance lock
     assert p.stop() == 0

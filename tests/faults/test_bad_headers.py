@@ -62,7 +62,7 @@ BAD: list[tuple[str, bytes, str]] = [
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def node(tmp_path_factory: pytest.TempPathFactory):
     n = NodeProc.init(tmp_path_factory.mktemp("bad-headers") / "n1", "n1").start_and_wait()
     yield n
     n.kill()

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -457,7 +457,8 @@ BROKEN_YAML = ["id: a\nlisten: [unclosed\n", "a: b\n  c: d\n", "key: 'open\n",
 
 @pytest.mark.parametrize("text", BROKEN_YAML)
 def test_malformed_yaml_names_file_and_line(valid_files: tuple[Path, Path], text: str) -> None:
-    for path, load in zip(valid_files, (load_node_config, load_target_config), strict=True):
+    loaders: tuple[Callable[[Path], object], ...] = (load_node_config, load_target_config)
+    for path, load in zip(valid_files, loaders, strict=True):
         path.write_text(text)
         with pytest.raises(ConfigError) as err:
             load(path)

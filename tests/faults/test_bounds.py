@@ -17,6 +17,7 @@ import urllib.parse
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,7 +69,7 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 @contextlib.contextmanager
-def running(tmp: Path, **overrides: object) -> Iterator[NodeProc]:
+def running(tmp: Path, **overrides: Any) -> Iterator[NodeProc]:
     n = NodeProc.init(tmp / "n", "n", **overrides)
     n.start_and_wait()
     try:

@@ -254,7 +254,7 @@ def test_two_nodes_one_id_collision_is_named_and_heals(topo: Topology) -> None:
     x1.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert x1.start().popen is not None
     wait_until(lambda: not x1.alive(), 30, what="x1 to refuse the id change")
-    assert x1.popen.returncode == 78
+    assert x1.popen is not None and x1.popen.returncode == 78
     assert "'x'" in x1.log_text() and "'z'" in x1.log_text()
     # the fix the message names: the new id gets its own empty store and datalog
     shutil.rmtree(x1.dir / "data")

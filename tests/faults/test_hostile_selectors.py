@@ -72,7 +72,7 @@ def _timed_with_writes(node: NodeProc, token: str, path: str) -> tuple[int, byte
 
 @pytest.mark.parametrize("selector", ["~(.|.)*!{}", "~.*{k~(a+)+!}"])
 @pytest.mark.parametrize("kind", ["fetch", "delete"])
-def test_catastrophic_selector_does_not_stall_writes(make_node, kind: str,  # type: ignore[no-untyped-def]
+def test_catastrophic_selector_does_not_stall_writes(make_node, kind: str,
                                                      selector: str) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     _load(node)
@@ -98,7 +98,7 @@ def test_catastrophic_selector_does_not_stall_writes(make_node, kind: str,  # ty
     ("selector", "construct"),
     [("a{k~(a)%5C1}", "invalid escape sequence"), ("~x(?=y){}", "invalid perl operator")],
 )
-def test_backtracking_only_regex_is_a_400_naming_the_selector(make_node, selector: str,  # type: ignore[no-untyped-def]
+def test_backtracking_only_regex_is_a_400_naming_the_selector(make_node, selector: str,
                                                               construct: str) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     _load(node)

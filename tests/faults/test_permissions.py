@@ -39,7 +39,7 @@ def _snapshot_of(node: NodeProc) -> bytes:
 
 
 @pytest.mark.parametrize(("method", "path"), list(TABLE))
-def test_permission_table(make_node, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+def test_permission_table(make_node, method: str, path: str) -> None:
     src = make_node("src").start_and_wait()
     src.client("ingest").update("5// from.src{} 5\n")
     snap = _snapshot_of(src)
@@ -106,7 +106,7 @@ def test_token_with_bad_bytes_is_403(one_node: NodeProc, raw: bytes, path: str) 
         assert "refused a malformed HTTP request from 127.0.0.1: 400 Invalid header" in log
 
 
-def test_bootstrap_replace_needs_admin_on_the_target(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_bootstrap_replace_needs_admin_on_the_target(make_node) -> None:
     """``fanout bootstrap --replace`` and auto_resync post restore?replace=true with the
     target token of the forwarder: with a plain replicate token they stop with a hint."""
     a = make_node("a").start_and_wait()

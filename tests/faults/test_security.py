@@ -83,7 +83,7 @@ def test_no_secret_leaves_secrets_dir(topo: Topology) -> None:
 
 
 @pytest.mark.parametrize("token", ["ingest", "reader"])
-def test_replication_endpoints_need_replicate_permission(make_node, token: str) -> None:  # type: ignore[no-untyped-def]
+def test_replication_endpoints_need_replicate_permission(make_node, token: str) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     node.client("ingest").update("1// a{} 1\n")
     c = node.client(token)
@@ -100,7 +100,7 @@ def test_replication_endpoints_need_replicate_permission(make_node, token: str) 
     assert node.client("reader").fetch("a{}") == "1// a{} 1\n"
 
 
-def test_world_readable_tokens_yaml_refused(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_world_readable_tokens_yaml_refused(make_node) -> None:
     node: NodeProc = make_node("n1")
     tokens = node.dir / "secrets" / "tokens.yaml"
     os.chmod(tokens, 0o644)

@@ -33,7 +33,7 @@ class Writers:
         self.threads = [threading.Thread(target=self._run, args=(Client(url, token, 10.0), i))
                         for i in range(n)]
 
-    def _run(self, client, i: int) -> None:  # type: ignore[no-untyped-def]
+    def _run(self, client, i: int) -> None:
         k = 0
         while not self.stop.is_set():
             k += 1

@@ -130,10 +130,10 @@ def test_soak(net: NetTopology, capsys: pytest.CaptureFixture[str]) -> None:
         f"{'primary head tick':<28}{head:>8}",
         f"{'target':<8}{'records':>10}{'dups':>8}{'dups earlier':>14}{'base':>8}",
     ]
-    for t in TARGETS:
-        st = states[t]
-        rows.append(f"{t:<8}{st['replication']['records']:>10}{st['totalDuplicates']:>8}"
-                    f"{dups_before[t]:>14}{bases.get(t, 0):>8}")
+    for name in TARGETS:
+        st = states[name]
+        rows.append(f"{name:<8}{st['replication']['records']:>10}{st['totalDuplicates']:>8}"
+                    f"{dups_before[name]:>14}{bases.get(name, 0):>8}")
     rows.append(f"unexpected exits: {unexpected or 'none'}")
     with capsys.disabled():
         print("\n" + "\n".join(rows))

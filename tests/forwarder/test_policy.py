@@ -81,7 +81,7 @@ async def drive(fwd: Forwarder, until: Callable[[], bool]) -> int:
 def run(cfg: TargetConfig, sink: FakeSink, until: Callable[[Forwarder], bool]) -> tuple[
         int, Forwarder]:
     async def main() -> tuple[int, Forwarder]:
-        fwd = Forwarder(cfg, sink)  # type: ignore[arg-type]
+        fwd = Forwarder(cfg, sink)
         return await drive(fwd, lambda: until(fwd)), fwd
 
     return asyncio.run(main())
@@ -200,7 +200,7 @@ def test_pause_holds_everything_until_the_pause_file_goes(tmp_path: Path) -> Non
     sink = FakeSink()
 
     async def main() -> tuple[int, Forwarder, int]:
-        fwd = Forwarder(cfg, sink)  # type: ignore[arg-type]
+        fwd = Forwarder(cfg, sink)
         task = asyncio.ensure_future(drive(fwd, lambda: done_through(3)(fwd)))
         # paused is a positive signal: the forwarder had a batch ready and held it
         for _ in range(int(DEADLINE / 0.01)):
@@ -306,7 +306,7 @@ def test_an_id_collision_is_retried_whatever_max_connect_retries_says(tmp_path: 
     fwd_box: list[Forwarder] = []
 
     async def main() -> int:
-        fwd = Forwarder(cfg, sink)  # type: ignore[arg-type]
+        fwd = Forwarder(cfg, sink)
         fwd_box.append(fwd)
         return await drive(fwd, lambda: done_through(3)(fwd))
 
@@ -336,4 +336,4 @@ def test_reply_classification(status: int, body: str, kind: type | None,
     if kind is None:
         assert err is None
     else:
-        assert type(err) is kind and err.error_num == error_num
+        assert err is not None and type(err) is kind and err.error_num == error_num

@@ -16,7 +16,7 @@ from fanout.testing import HTTPError, NodeProc, fanout_cmd
 
 
 @pytest.fixture
-def node(make_node) -> NodeProc:  # type: ignore[no-untyped-def]
+def node(make_node) -> NodeProc:
     return make_node("n1", max_body_size=4096).start_and_wait()
 
 
@@ -177,7 +177,7 @@ def run_node_expecting_failure(node: NodeProc) -> subprocess.CompletedProcess[st
                           capture_output=True, timeout=30)
 
 
-def test_world_readable_tokens_file_is_refused(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_world_readable_tokens_file_is_refused(make_node) -> None:
     node = make_node("n1")
     tokens = node.dir / "secrets" / "tokens.yaml"
     os.chmod(tokens, 0o644)
@@ -198,7 +198,7 @@ def test_world_readable_tokens_file_is_refused(make_node) -> None:  # type: igno
         ("surprise", 1, "surprise: unknown key"),
     ],
 )
-def test_config_errors_name_file_and_key(make_node, key: str, value: object,  # type: ignore[no-untyped-def]
+def test_config_errors_name_file_and_key(make_node, key: str, value: object,
                                          text: str) -> None:
     node = make_node("n1")
     data = yaml.safe_load(node.config.read_text())

@@ -23,11 +23,11 @@ def feed(node: NodeProc) -> None:
         elif kind == "meta":
             c.meta(arg)  # type: ignore[arg-type]
         else:
-            sel, start, end = arg  # type: ignore[misc]
-            c.delete(sel, start, end)
+            sel, start, end = arg
+            c.delete(sel, start, end)  # type: ignore[arg-type]
 
 
-def test_sqlite_and_memory_fetch_byte_identical(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_and_memory_fetch_byte_identical(make_node) -> None:
     a = make_node("disk", "sqlite").start_and_wait()
     b = make_node("ram", "memory").start_and_wait()
     feed(a)
@@ -40,7 +40,7 @@ def test_sqlite_and_memory_fetch_byte_identical(make_node) -> None:  # type: ign
     assert fa.count("\n") == 3 + 2 + 500 - sum(1 for t in range(100, 301) if t % 7 <= 2)
 
 
-def test_memory_node_forgets_data_but_not_its_log_position(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_memory_node_forgets_data_but_not_its_log_position(make_node) -> None:
     node = make_node("ram", "memory").start_and_wait()
     node.client("ingest").update("1// a{} 1\n")
     node.client("ingest").update("2// a{} 2\n")

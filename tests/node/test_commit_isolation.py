@@ -27,7 +27,7 @@ def poison_batch(seq: int) -> bytes:
     return encode_record(rec)
 
 
-def test_failing_batch_is_refused_alone_and_grouped_writes_are_kept(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_failing_batch_is_refused_alone_and_grouped_writes_are_kept(make_node) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     node.stop()
     with sqlite3.connect(node.dir / "data" / "store.sqlite") as db:

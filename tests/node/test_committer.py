@@ -69,7 +69,7 @@ def test_failing_unit_is_refused_alone_and_the_others_are_committed(tmp_path: Pa
     also = [remote("peer", 1, "7// relayed{} 7\n")]
 
     async def run() -> list[Any]:
-        c = Committer(store, writer, "n1")  # type: ignore[arg-type]
+        c = Committer(store, writer, "n1")
         c.start()
         try:
             return await submit_together(c, [*good[:3], bad, *good[3:], also])
@@ -105,7 +105,7 @@ def test_disk_full_still_fails_every_unit_of_the_commit(tmp_path: Path) -> None:
              [update_pending("2// a{} 2\n", 0, "ingest")]]
 
     async def run() -> list[Any]:
-        c = Committer(store, writer, "n1")  # type: ignore[arg-type]
+        c = Committer(store, writer, "n1")
         c.start()
         try:
             return await submit_together(c, units)
@@ -208,7 +208,7 @@ def test_failure_after_the_store_committed_is_fatal_not_retried(tmp_path: Path) 
     fatal: list[CommitFatal] = []
 
     async def run() -> list[Any]:
-        c = Committer(store, writer, "n1")  # type: ignore[arg-type]
+        c = Committer(store, writer, "n1")
         c.on_fatal = fatal.append
         c.start()
         try:

@@ -12,7 +12,7 @@ from fanout.testing import HTTPError, NodeProc
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
-def test_full_disk_gives_507_and_recovers(make_node, small_fs: Path) -> None:  # type: ignore[no-untyped-def]
+def test_full_disk_gives_507_and_recovers(make_node, small_fs: Path) -> None:
     node: NodeProc = make_node(
         "n1",
         datalog_dir=str(small_fs / "datalog"),

@@ -85,7 +85,7 @@ class Writers:
             t.join(30)
 
 
-def test_concurrent_writers_group_commit(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_writers_group_commit(make_node) -> None:
     node = make_node("n1").start_and_wait()
     with Writers(node, 16) as w:
         # enough acknowledged requests that sharing files is observable
@@ -103,7 +103,7 @@ def test_concurrent_writers_group_commit(make_node) -> None:  # type: ignore[no-
 
 
 @pytest.mark.slow
-def test_sigkill_during_writes_loses_nothing_acknowledged(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_during_writes_loses_nothing_acknowledged(make_node) -> None:
     node = make_node("n1")
     rnd = random.Random(7)
     acked: list[str] = []
@@ -112,7 +112,7 @@ def test_sigkill_during_writes_loses_nothing_acknowledged(make_node) -> None:  #
         with Writers(node, 8) as w:
             time.sleep(rnd.uniform(0.05, 0.6))
             node.signal(signal.SIGKILL)
-            node.popen.wait()  # type: ignore[union-attr]
+            node.popen.wait()
         acked += w.acked
         node.start_and_wait()
         served = node.client("reader").fetch(ALL)

@@ -80,7 +80,7 @@ def take_prepared_files(tmp: Path, stop: threading.Event, taken: list[float]) ->
 
 
 def test_vanishing_prepared_file_exits_the_node_and_loses_no_acknowledged_write(
-        make_node) -> None:  # type: ignore[no-untyped-def]
+        make_node) -> None:
     node = make_node("n1").start_and_wait()
     writers = TimedWriters(node, 8)
     stop = threading.Event()
@@ -98,7 +98,7 @@ def test_vanishing_prepared_file_exits_the_node_and_loses_no_acknowledged_write(
     finally:
         stop.set()
         writers.close()
-    code = node.popen.returncode  # type: ignore[union-attr]
+    code = node.popen.returncode
     log = node.log_text()
     sys.stderr.write(f"\nexit {code} {exited_after:.2f}s after the fault; slowest request "
                      f"{writers.slowest:.2f}s; {len(writers.acked)} acknowledged, "

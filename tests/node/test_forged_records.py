@@ -97,7 +97,7 @@ def node_id(node: NodeProc) -> str:
     return node.dir.name
 
 
-def test_forged_records_are_refused_and_change_nothing(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_forged_records_are_refused_and_change_nothing(make_node) -> None:
     node = make_node("n1").start_and_wait()
     client_writes_work(node, 1)
     before = where(node)
@@ -127,7 +127,7 @@ def test_forged_records_are_refused_and_change_nothing(make_node) -> None:  # ty
     assert "forged" not in data and "fine" not in data
 
 
-def test_valid_batch_still_applies(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_valid_batch_still_applies(make_node) -> None:
     """The checks refuse forgeries, not honest records (and a via it can extend)."""
     node = make_node("n1").start_and_wait()
     recs = [Record(1, "peer", 1, 1_700_000_000_000, "update", "ingest", {}, ("relay",),
@@ -144,7 +144,7 @@ def test_valid_batch_still_applies(make_node) -> None:  # type: ignore[no-untype
     assert "fine{team=a}" in data or "team=a" in data
 
 
-def test_huge_oseq_of_a_real_origin_does_not_block_client_writes(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_huge_oseq_of_a_real_origin_does_not_block_client_writes(make_node) -> None:
     """In range for a foreign origin (its mark is its own business), and never the
     receiver's: the node's own writes still get oseqs 1, 2, 3."""
     node = make_node("n1").start_and_wait()

@@ -51,7 +51,7 @@ def scenario(tmp: Path, later: list[list[Pending]], group_commit: bool = True,
     box: list[Committer] = []
 
     async def main() -> list[Any]:
-        c = Committer(store, writer, "n1", group_commit=group_commit)  # type: ignore[arg-type]
+        c = Committer(store, writer, "n1", group_commit=group_commit)
         box.append(c)
         c.start()
         try:
@@ -117,7 +117,7 @@ def test_an_exclusive_action_runs_alone_between_groups(tmp_path: Path) -> None:
     seen: list[int] = []
 
     async def main() -> list[Any]:
-        c = Committer(store, writer, "n1")  # type: ignore[arg-type]
+        c = Committer(store, writer, "n1")
         c.start()
         try:
             first = asyncio.ensure_future(c.submit(write(0)))

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fanout.testing import HTTPError, Topology, eventually
 
 
-def scrape(node, token: str | None = None, bearer: bool = False) -> dict:  # type: ignore[no-untyped-def]
+def scrape(node, token: str | None = None, bearer: bool = False) -> dict:
     c = node.client("reader")
     headers = {"Authorization": f"Bearer {node.tokens['reader']}"} if bearer else None
     _, body = c.request("GET", "/metrics", headers=headers, token="" if bearer else token)
@@ -18,7 +18,7 @@ def scrape(node, token: str | None = None, bearer: bool = False) -> dict:  # typ
     return out
 
 
-def test_metrics_cover_node_distributor_and_every_target(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_cover_node_distributor_and_every_target(tmp_path) -> None:
     topo = Topology(tmp_path)
     try:
         a, b, c = topo.node("a"), topo.node("b"), topo.node("c")

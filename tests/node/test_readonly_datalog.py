@@ -37,7 +37,7 @@ def _writes(node: NodeProc) -> dict:
     return st.get("writes") or {}
 
 
-def test_read_only_datalog_gives_503_and_unhealthy_state(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_read_only_datalog_gives_503_and_unhealthy_state(make_node) -> None:
     node: NodeProc = make_node("n1").start_and_wait()
     c, r = node.client("ingest"), node.client("reader")
     c.update("1// before{} 1\n")

@@ -17,7 +17,7 @@ def seed(node: NodeProc) -> None:
         c.meta("s{k=v}{team=ops}\n")
 
 
-def test_snapshot_restore_between_nodes(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_restore_between_nodes(make_node) -> None:
     a = make_node("a").start_and_wait()
     b = make_node("b", "memory").start_and_wait()
     seed(a)
@@ -37,7 +37,7 @@ def test_snapshot_restore_between_nodes(make_node) -> None:  # type: ignore[no-u
     assert b.client("reader").fetch("~.*{}", showattr=True) == fa
 
 
-def test_snapshot_and_restore_need_the_replicate_permission(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_and_restore_need_the_replicate_permission(make_node) -> None:
     a = make_node("a").start_and_wait()
     for tok in ("reader", "ingest"):
         with pytest.raises(HTTPError) as err:
@@ -49,7 +49,7 @@ def test_snapshot_and_restore_need_the_replicate_permission(make_node) -> None: 
 
 
 @pytest.mark.parametrize("cut", [2, 40, 200])
-def test_cut_or_corrupt_stream_restores_nothing(make_node, cut: int) -> None:  # type: ignore[no-untyped-def]
+def test_cut_or_corrupt_stream_restores_nothing(make_node, cut: int) -> None:
     a = make_node("a").start_and_wait()
     b = make_node("b").start_and_wait()
     seed(a)

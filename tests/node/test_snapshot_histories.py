@@ -16,7 +16,7 @@ def marks(node: NodeProc) -> dict:
     return json.loads(body)
 
 
-def test_snapshot_carries_histories_and_keeps_own(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_snapshot_carries_histories_and_keeps_own(make_node) -> None:
     a = make_node("a").start_and_wait()
     with a.client() as c:
         for t in range(3):

@@ -545,11 +545,11 @@ values = st.one_of(
     st.integers(min_value=TMIN, max_value=TMAX),
     finite,
     st.booleans(),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
 )
 readings = st.builds(
     lambda ts, cls, lb, value, loc, elev: rd(
-        ts, cls, value, lb, *(loc if loc else (None, None)), elev=elev
+        ts, cls, value, lb, *(loc if loc else (None, None)), elev=elev  # type: ignore[misc]
     ),
     st.integers(min_value=0, max_value=6),
     st.sampled_from(CLASSES),

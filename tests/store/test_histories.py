@@ -16,16 +16,16 @@ H1, H2, H3 = "1" * 16, "2" * 16, "3" * 16
 
 
 @pytest.fixture(params=KINDS)
-def kind(request):  # type: ignore[no-untyped-def]
+def kind(request):
     return request.param
 
 
-def w(origin: str, oseq: int, history: str, base=None, ts: int | None = None) -> Entry:  # type: ignore[no-untyped-def]
+def w(origin: str, oseq: int, history: str, base=None, ts: int | None = None) -> Entry:
     return Entry(origin, oseq, Update([rd(ts if ts is not None else oseq, "c", oseq)]),
                  history, base)
 
 
-def test_a_new_history_is_never_a_duplicate(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_history_is_never_a_duplicate(kind, tmp_path) -> None:
     s = make_store(kind, tmp_path)
     try:
         out = s.apply([w("o", 1, H1), w("o", 2, H1), w("o", 3, H1)], 0)
@@ -44,7 +44,7 @@ def test_a_new_history_is_never_a_duplicate(kind, tmp_path) -> None:  # type: ig
         s.close()
 
 
-def test_own_histories_chain_across_reopen(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_own_histories_chain_across_reopen(kind, tmp_path) -> None:
     s = make_store(kind, tmp_path)
     h1 = s.begin_history("me")
     assert re.fullmatch(r"[0-9a-f]{16}", h1.id) and h1.base is None
@@ -61,7 +61,7 @@ def test_own_histories_chain_across_reopen(kind, tmp_path) -> None:  # type: ign
     s.close()
 
 
-def test_restore_keeps_own_histories_and_takes_history_marks(kind, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_restore_keeps_own_histories_and_takes_history_marks(kind, tmp_path) -> None:
     src = make_store(kind, tmp_path / "src")
     dst = make_store(kind, tmp_path / "dst")
     try:
@@ -84,7 +84,7 @@ def test_restore_keeps_own_histories_and_takes_history_marks(kind, tmp_path) -> 
         dst.close()
 
 
-def test_sqlite_refuses_another_id_on_a_store_with_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_refuses_another_id_on_a_store_with_data(tmp_path) -> None:
     s = make_store("sqlite", tmp_path)
     h = s.begin_history("paris")
     s.apply([w("paris", 1, h.id)], 1)

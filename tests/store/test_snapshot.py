@@ -12,7 +12,7 @@ from fanout.gts.model import MetaLine
 from .util import KINDS, delete, fetch, labels, make_store, meta, rd, upd
 
 
-def populate(store) -> None:  # type: ignore[no-untyped-def]
+def populate(store) -> None:
     store.apply([
         upd("a", 1, rd(1, "t", 1.5, labels(k="v"), 48.0, 2.0, 7), rd(2, "t", True, labels(k="v"))),
         upd("a", 2, rd(5, "s", "x y"), rd(6, "gone", 1)),
@@ -88,7 +88,7 @@ def test_failed_restore_changes_nothing(tmp_path: Path, kind: str) -> None:
         populate(store)
         before = (fetch(store, showattr=True), store.marks())
 
-        def broken():  # type: ignore[no-untyped-def]
+        def broken():
             yield ("ok", (), (), [(1, None, None, None, 1)])
             raise OSError("stream cut")
 

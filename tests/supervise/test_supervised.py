@@ -25,7 +25,7 @@ def write(s: Supervised, start: int, count: int) -> None:
             c.update(f"{1000 + i}// temp{{room=r{i % 3}}} {i}\n")
 
 
-def fetch(node) -> str:  # type: ignore[no-untyped-def]
+def fetch(node) -> str:
     with node.client("reader") as c:
         return c.fetch("~.*{}")
 

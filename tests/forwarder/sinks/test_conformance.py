@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -23,7 +24,7 @@ TOKEN_FOR = {"fanout": "replicator", "warp10": "ingest"}
 
 
 def records() -> list[Record]:
-    bodies = [
+    bodies: list[tuple[str, dict[str, Any], bytes]] = [
         ("update", {}, b"1000/48.5:2.5/10 t{k=v} 1.5\n1001// t{k=v} 2.5\n"),
         ("meta", {"delta": False}, b"t{k=v}{team=a}\n"),
         ("update", {}, b"5// s{} 'x%20y'\n6// s{} T\n7// gone{} 1\n"),
@@ -63,11 +64,11 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro):
     return asyncio.run(coro)
 
 
-async def _send(cfg: TargetConfig, token: str, b: Batch):  # type: ignore[no-untyped-def]
+async def _send(cfg: TargetConfig, token: str, b: Batch):
     sink = make_sink(cfg, token)
     try:
         return await sink.describe(), await sink.send(b)
