@@ -100,8 +100,9 @@ def cmd_target_add(args: argparse.Namespace) -> int:
     if tick:
         print(f"Warning: this node has history (last tick {tick}) that {args.name} does not "
               f"have; continuous replication alone cannot bring it (its forwarder would stop "
-              f"with error {ERROR_START_TICK_NOT_PRESENT}).\nTry: fanout bootstrap --config {args.config} --target "
-              f"{args.name}", file=sys.stderr)
+              f"with error {ERROR_START_TICK_NOT_PRESENT}).\n"
+              f"Try: fanout bootstrap --config {args.config} --target {args.name}",
+              file=sys.stderr)
     else:
         print(f"start its forwarder: fanout reload --config {args.config}")
     return EXIT_OK
