@@ -131,6 +131,7 @@ def _firing(prom: Prometheus, alert: str) -> list[dict[str, Any]]:
             if a["labels"]["alertname"] == alert and a["state"] == "firing"]
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_the_lag_and_fires_when_a_target_freezes(
         topo: Topology, prometheus_for: Any) -> None:
     a, b = topo.node("a"), topo.node("b")

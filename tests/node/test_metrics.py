@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -76,6 +77,7 @@ def test_metrics_cover_node_distributor_and_every_target(tmp_path) -> None:  # t
         topo.close()
 
 
+@pytest.mark.slow
 def test_forwarder_frozen_lag_grows_from_the_directory_not_its_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A SIGSTOPped forwarder stops writing its state file: the node still measures its
     backlog (files, bytes, oldest age) and ticks behind itself, so the lag is visible."""
