@@ -189,6 +189,7 @@ class StateCollector(Collector):
                     node: NodeState | None) -> Iterator[Metric]:
         g = {
             "up": "1 while the forwarder runs (running: true in its state)",
+            "paused": "1 while the target is paused (fanout pause): it lags by design",
             "last_applied_tick": "Seq of the last record the target acknowledged",
             "last_processed_tick": "Seq of the last record sent or skipped",
             "ticks_behind": "The node's last tick minus the last one processed",
@@ -224,6 +225,8 @@ class StateCollector(Collector):
             behind = st.ticks_behind if node is None or st.brief else \
                 max(0, node.last_log_tick - st.last_processed_tick)
             gauges["up"].add_metric(t, 1.0 if st.running else 0.0)
+            paused = forwarder_state_path(self.state_dir, st.target).with_suffix(".paused")
+            gauges["paused"].add_metric(t, 1.0 if paused.exists() else 0.0)
             gauges["last_applied_tick"].add_metric(t, float(st.last_applied_tick))
             gauges["last_processed_tick"].add_metric(t, float(st.last_processed_tick))
             gauges["ticks_behind"].add_metric(t, float(behind))

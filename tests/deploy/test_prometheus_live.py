@@ -36,8 +36,9 @@ def write_rules_copy(dest: Path) -> None:
             if "for" in rule:
                 rule["for"] = FOR
             if rule.get("alert") == "FanoutTargetLagging":
-                assert rule["expr"] == "fanout_target_lag_seconds > 300", rule["expr"]
-                rule["expr"] = f"fanout_target_lag_seconds > {LAG_THRESHOLD}"
+                shipped = "fanout_target_lag_seconds > 300 unless fanout_target_paused == 1"
+                assert rule["expr"] == shipped, rule["expr"]
+                rule["expr"] = shipped.replace("> 300", f"> {LAG_THRESHOLD}")
                 hit += 1
     assert hit == 1
     dest.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -163,6 +163,7 @@ def test_collector_measures_backlog_restarts_and_filesystem(tmp_path: Path) -> N
                          ticks_behind_read=0)
     fwd.write(forwarder_state_path(state, "b"))
     ForwarderState("c", running=False, brief=True).write(forwarder_state_path(state, "c"))
+    (state / "forwarder-c.paused").write_text("paused\n")  # what `fanout pause` writes
     for seq, age, size in [(8, 30.0, 100), (11, 5.0, 50)]:
         f = src / file_name(seq, "a")
         f.write_bytes(b"x" * size)
@@ -178,6 +179,7 @@ def test_collector_measures_backlog_restarts_and_filesystem(tmp_path: Path) -> N
     assert m[("fanout_target_ticks_behind", b)] == 12 - 7
     assert m[("fanout_target_last_processed_tick", b)] == 7
     assert m[("fanout_target_up", c)] == 0
+    assert (m[("fanout_target_paused", b)], m[("fanout_target_paused", c)]) == (0, 1)
     assert m[("fanout_process_running", (("process", "forwarder-c"),))] == 0
     assert ("fanout_process_start_time_seconds", (("process", "forwarder-c"),)) not in m
     assert m[("fanout_process_start_time_seconds", (("process", "forwarder-b"),))] == now - 40
