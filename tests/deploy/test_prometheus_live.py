@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a running topology's /metrics with a read token, evaluates
-the shipped rules (``for:`` and the lag threshold shortened in a copy), and fires
-FanoutTargetLagging while the target node is frozen (SIGSTOP); thawed, it resolves."""
+the shipped rules (``for:`` and two thresholds shortened in a copy), fires
+FanoutTargetLagging while the target node is frozen (SIGSTOP) and FanoutStateFileStale
+while the forwarder is; thawed, each resolves."""
 
 from __future__ import annotations
 
@@ -23,24 +24,32 @@ from tests.deploy.conftest import DASHBOARD, RULES, PromTools
 from tests.deploy.test_grafana_dashboard import dashboard_queries
 
 LAG_THRESHOLD = 2  # seconds, instead of 300
+STALE_AFTER = 5  # seconds, instead of 60
 FOR = "2s"
+# alert -> (shipped threshold, the test's): the rest of each expression is the shipped one
+THRESHOLDS = {
+    "FanoutTargetLagging": ("fanout_target_lag_seconds > 300",
+                            f"fanout_target_lag_seconds > {LAG_THRESHOLD}"),
+    "FanoutStateFileStale": ("fanout_state_age_seconds > 60",
+                             f"fanout_state_age_seconds > {STALE_AFTER}"),
+}
 
 
 def write_rules_copy(dest: Path) -> None:
-    """The shipped rules with every ``for:`` shortened and the lag threshold lowered, so
-    the test runs in seconds; the substitution must hit exactly the shipped expression."""
+    """The shipped rules with every ``for:`` shortened and two thresholds lowered, so the
+    test runs in seconds; each substitution must hit the shipped expression once."""
     doc = yaml.safe_load(RULES.read_text())
-    hit = 0
+    hit = set()
     for group in doc["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
                 rule["for"] = FOR
-            if rule.get("alert") == "FanoutTargetLagging":
-                shipped = "fanout_target_lag_seconds > 300 unless fanout_target_paused == 1"
-                assert rule["expr"] == shipped, rule["expr"]
-                rule["expr"] = shipped.replace("> 300", f"> {LAG_THRESHOLD}")
-                hit += 1
-    assert hit == 1
+            if rule.get("alert") in THRESHOLDS:
+                shipped, short = THRESHOLDS[rule["alert"]]
+                assert rule["expr"].count(shipped) == 1, (shipped, rule["expr"])
+                rule["expr"] = rule["expr"].replace(shipped, short)
+                hit.add(rule["alert"])
+    assert hit == set(THRESHOLDS)
     dest.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -191,6 +200,24 @@ def test_prometheus_scrapes_the_lag_and_fires_when_a_target_freezes(
 
     eventually(resolved, "the alert to resolve once the target thaws", timeout=90)
     topo.wait_converged(a, [b])
+
+    # a frozen forwarder: its state file still says running, and goes stale
+    fwd = topo.forwarders[("a", "b")]
+    fwd.signal(signal.SIGSTOP)
+    try:
+        def stale() -> None:
+            alerts = _firing(prom, "FanoutStateFileStale")
+            assert "forwarder-b" in {x["labels"]["process"] for x in alerts}, alerts
+
+        eventually(stale, "FanoutStateFileStale to fire for the frozen forwarder", timeout=60)
+    finally:
+        fwd.signal(signal.SIGCONT)
+
+    def fresh() -> None:
+        alerts = _firing(prom, "FanoutStateFileStale")
+        assert "forwarder-b" not in {x["labels"]["process"] for x in alerts}, alerts
+
+    eventually(fresh, "the stale alert to resolve once the forwarder thaws", timeout=60)
 
 
 def _check_dashboard_queries(prom: Prometheus) -> None:
