@@ -90,8 +90,7 @@ class StateCollector(Collector):
         for path in forwarder_state_files(self.state_dir):
             st = ForwarderState.read(path)
             if st and (configured is None or st.target in configured):
-                state_age = self._age(path)
-                age.add_metric([st.process], state_age)
+                age.add_metric([st.process], self._age(path))
                 running.add_metric([st.process], 1.0 if st.running else 0.0)
                 if not st.brief:
                     started.add_metric([st.process], st.started)
