@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv test test-quick lint demo bench bench-ingest soak clean
+.PHONY: venv tools test test-quick lint demo bench bench-ingest soak clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,18 @@ $(BIN)/fanout: pyproject.toml
 
 venv: $(BIN)/fanout
 
-test: venv
+# promtool and prometheus (Debian's package) for tests/deploy, installed once, as root.
+# Where no policy-rc.d forbids it the package's init script starts a daemon on :9090:
+# stop that one (by its pid file); the tests run their own on 127.0.0.1.
+tools:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus && \
+	    { [ ! -x /etc/init.d/prometheus ] || /etc/init.d/prometheus stop >/dev/null 2>&1 || true; }; \
+	  else echo "tools: promtool missing, needs root and apt-get: tests/deploy will skip"; fi; }
+
+test: venv tools
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

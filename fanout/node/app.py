@@ -284,7 +284,8 @@ def build_app(node: Node) -> web.Application:
             web.post("/api/v0/replication/restore", handle_restore),
             web.get("/api/v0/replication/marks", handle_marks),
             web.get("/metrics", metrics_handler(node.config.state_dir, node.tokens,
-                                                   node.config.targets_dir)),
+                                                   node.config.targets_dir,
+                                                   node.config.datalog_dir)),
         ]
     )
     return app

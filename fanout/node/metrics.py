@@ -3,12 +3,22 @@
 Read at scrape time, so the node reports the distributor and every forwarder even though
 they are separate processes; a process whose state file is missing simply has no series,
 and ``fanout_state_age_seconds`` shows a state file that stopped being refreshed.
+
+A target's backlog (``pending_files``, ``pending_bytes``, ``lag_seconds``) and
+``ticks_behind`` are measured by the node at scrape time (its source directory, its own
+last tick), not copied from the forwarder's state file: a frozen or dead forwarder stops
+writing that file, and its last figures would hide the lag the alerts exist to catch.
+``fanout_process_start_time_seconds`` changes on every restart, under either manager, so
+Prometheus counts restarts with ``changes()``. The ``fanout_datalog_filesystem_*`` gauges
+are the datalog's filesystem (the source directories share it: they are hard links).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -16,6 +26,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from fanout.node.backlog import Backlog, fs_usage, scan_backlog
 from fanout.node.http import authorize
 from fanout.node.tokens import TokenTable
 from fanout.state import (
@@ -24,6 +35,7 @@ from fanout.state import (
     NodeState,
     distributor_state_path,
     forwarder_state_files,
+    forwarder_state_path,
     node_state_path,
 )
 from fanout.target_config import target_files
@@ -35,13 +47,16 @@ class StateCollector(Collector):
     """``targets_dir`` given: only configured targets are reported, so a removed target's
     leftover state file cannot export ``fanout_target_up 0`` forever."""
 
-    def __init__(self, state_dir: Path, targets_dir: Path | None = None):
+    def __init__(self, state_dir: Path, targets_dir: Path | None = None,
+                 datalog_dir: Path | None = None, clock: Callable[[], float] = time.time):
         self.state_dir = state_dir
         self.targets_dir = targets_dir
+        self.datalog_dir = datalog_dir
+        self.clock = clock
 
     def _age(self, path: Path) -> float:
         try:
-            return max(0.0, time.time() - path.stat().st_mtime)
+            return max(0.0, self.clock() - path.stat().st_mtime)
         except FileNotFoundError:
             return float("nan")
 
@@ -49,15 +64,26 @@ class StateCollector(Collector):
         age = GaugeMetricFamily("fanout_state_age_seconds",
                                 "Seconds since a process last wrote its state file",
                                 labels=["process"])
+        running = GaugeMetricFamily("fanout_process_running",
+                                    "1 while the process's state file says it runs (a "
+                                    "killed or hung process keeps saying so)",
+                                    labels=["process"])
+        started = GaugeMetricFamily("fanout_process_start_time_seconds",
+                                    "When the process started (Unix time): changes() of it "
+                                    "counts restarts", labels=["process"])
         node_path = node_state_path(self.state_dir)
         node = NodeState.read(node_path)
         if node:
             age.add_metric(["node"], self._age(node_path))
+            running.add_metric(["node"], 1.0 if node.running else 0.0)
+            started.add_metric(["node"], node.started)
             yield from self._node(node)
         dist_path = distributor_state_path(self.state_dir)
         dist = DistributorState.read(dist_path)
         if dist:
             age.add_metric(["distributor"], self._age(dist_path))
+            running.add_metric(["distributor"], 1.0 if dist.running else 0.0)
+            started.add_metric(["distributor"], _iso_time(dist.start_time))
             yield from self._distributor(dist)
         fwd: list[ForwarderState] = []
         configured = None if self.targets_dir is None else \
@@ -66,9 +92,30 @@ class StateCollector(Collector):
             st = ForwarderState.read(path)
             if st and (configured is None or st.target in configured):
                 age.add_metric([st.process], self._age(path))
+                running.add_metric([st.process], 1.0 if st.running else 0.0)
+                if not st.brief:
+                    started.add_metric([st.process], st.started)
                 fwd.append(st)
-        yield from self._forwarders(fwd)
+        sources = {} if dist is None else \
+            {name: Path(t.source_dir) for name, t in dist.targets.items() if t.source_dir}
+        yield from self._forwarders(fwd, sources, node)
         yield age
+        yield running
+        yield started
+        yield from self._filesystem()
+
+    def _filesystem(self) -> Iterator[Metric]:
+        usage = None if self.datalog_dir is None else fs_usage(self.datalog_dir)
+        if usage is None:
+            return
+        for name, value, doc in [
+            ("avail_bytes", usage.avail_bytes, "Bytes a non-root writer can still use"),
+            ("size_bytes", usage.size_bytes, "Size of the filesystem"),
+            ("files_free", usage.files_free, "Inodes a non-root writer can still use"),
+            ("files", usage.files, "Inodes of the filesystem (0: not reported)"),
+        ]:
+            yield GaugeMetricFamily(f"fanout_datalog_filesystem_{name}",
+                                    f"{doc} (the datalog's filesystem)", value=float(value))
 
     def _node(self, st: NodeState) -> Iterator[Metric]:
         yield GaugeMetricFamily("fanout_node_up", "1 while the node runs",
@@ -138,14 +185,17 @@ class StateCollector(Collector):
         yield dropped
         yield dropped_b
 
-    def _forwarders(self, states: list[ForwarderState]) -> Iterator[Metric]:
+    def _forwarders(self, states: list[ForwarderState], sources: dict[str, Path],
+                    node: NodeState | None) -> Iterator[Metric]:
         g = {
             "up": "1 while the forwarder runs (running: true in its state)",
+            "paused": "1 while the target is paused (fanout pause): it lags by design",
             "last_applied_tick": "Seq of the last record the target acknowledged",
-            "ticks_behind": "Records available but not yet processed",
+            "last_processed_tick": "Seq of the last record sent or skipped",
+            "ticks_behind": "The node's last tick minus the last one processed",
             "pending_files": "Files waiting in the target's source directory",
             "pending_bytes": "Bytes waiting in the target's source directory",
-            "lag_seconds": "Age of the oldest file waiting for the target",
+            "lag_seconds": "Age of the oldest file waiting for the target (0: none)",
             "failed_connects_in_a_row": "Failed attempts since the last success",
             "last_error_num": "errorNum of the last error (0: none)",
         }
@@ -164,15 +214,25 @@ class StateCollector(Collector):
         # counters are exposed with a _total suffix by prometheus-client
         counters = {k: CounterMetricFamily(f"fanout_target_{k}", doc, labels=["target"])
                     for k, (_, doc) in c.items()}
+        now = self.clock()
         for st in states:
             t = [st.target]
             err_num = st.last_error.error_num if st.last_error else None
+            source = sources.get(st.target)
+            backlog = None if source is None else scan_backlog(source)
+            if backlog is None:  # directory unknown or unreadable: the forwarder's figures
+                backlog = self._reported_backlog(st, now)
+            behind = st.ticks_behind if node is None or st.brief else \
+                max(0, node.last_log_tick - st.last_processed_tick)
             gauges["up"].add_metric(t, 1.0 if st.running else 0.0)
+            paused = forwarder_state_path(self.state_dir, st.target).with_suffix(".paused")
+            gauges["paused"].add_metric(t, 1.0 if paused.exists() else 0.0)
             gauges["last_applied_tick"].add_metric(t, float(st.last_applied_tick))
-            gauges["ticks_behind"].add_metric(t, float(st.ticks_behind))
-            gauges["pending_files"].add_metric(t, float(st.pending.files))
-            gauges["pending_bytes"].add_metric(t, float(st.pending.bytes))
-            gauges["lag_seconds"].add_metric(t, st.pending.oldest_age_seconds)
+            gauges["last_processed_tick"].add_metric(t, float(st.last_processed_tick))
+            gauges["ticks_behind"].add_metric(t, float(behind))
+            gauges["pending_files"].add_metric(t, float(backlog.files))
+            gauges["pending_bytes"].add_metric(t, float(backlog.bytes))
+            gauges["lag_seconds"].add_metric(t, backlog.lag_seconds(now))
             gauges["failed_connects_in_a_row"].add_metric(t, float(st.progress.failed_connects))
             gauges["last_error_num"].add_metric(t, float(err_num or 0))
             for k, (get, _) in c.items():
@@ -180,20 +240,42 @@ class StateCollector(Collector):
         yield from gauges.values()
         yield from counters.values()
 
+    def _reported_backlog(self, st: ForwarderState, now: float) -> Backlog:
+        """The backlog as the forwarder last wrote it, its oldest file aged since then."""
+        p = st.pending
+        if not p.files:
+            return Backlog(0, p.bytes, None)
+        written = now - self._age(forwarder_state_path(self.state_dir, st.target))
+        if written != written:  # NaN: the file vanished since it was read
+            written = now
+        return Backlog(p.files, p.bytes, written - p.oldest_age_seconds)
 
-def registry_for(state_dir: Path, targets_dir: Path | None = None) -> CollectorRegistry:
+
+def _iso_time(text: str) -> float:
+    """``2026-01-02T03:04:05Z`` as Unix time; NaN if unreadable (no series value lies)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("nan")
+
+
+def registry_for(state_dir: Path, targets_dir: Path | None = None,
+                 datalog_dir: Path | None = None) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StateCollector(state_dir, targets_dir))
+    reg.register(StateCollector(state_dir, targets_dir, datalog_dir))
     return reg
 
 
-def metrics_handler(state_dir: Path, tokens: TokenTable, targets_dir: Path | None = None
+def metrics_handler(state_dir: Path, tokens: TokenTable, targets_dir: Path | None = None,
+                    datalog_dir: Path | None = None
                     ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    registry = registry_for(state_dir, targets_dir)
+    registry = registry_for(state_dir, targets_dir, datalog_dir)
 
     async def handle_metrics(request: web.Request) -> web.Response:
         authorize(request, tokens, "read")
-        return web.Response(body=generate_latest(registry),
+        # off the event loop: a scrape lists every target's source directory
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body,
                             headers={"Content-Type": CONTENT_TYPE})
 
     return handle_metrics
