@@ -16,20 +16,24 @@ from typing import TypeVar
 
 from fanout.errors import DiskFullError
 from fanout.gts import format_reading, series_key, sort_key
-from fanout.gts.model import Labels, Reading, Value
+from fanout.gts.model import Labels, MultiValue, Reading, Value
+from fanout.gts.multivalue import parse_multi
 
 from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-# Type codes stored beside each value, so bool/long/double/string come back exactly.
+# Type codes stored beside each value, so every type comes back exactly.
 # bool is its own type for type(): type(True) is bool, not int.
 T_BOOL = 0
 T_LONG = 1
 T_DOUBLE = 2
 T_STRING = 3
-TYPE_CODES: dict[type, int] = {bool: T_BOOL, int: T_LONG, float: T_DOUBLE, str: T_STRING}
+T_BINARY = 4  # bytes, kept as a BLOB
+T_MULTI = 5  # a multi-value, kept as its canonical ``[ ... ]`` text
+TYPE_CODES: dict[type, int] = {bool: T_BOOL, int: T_LONG, float: T_DOUBLE, str: T_STRING,
+                               bytes: T_BINARY, MultiValue: T_MULTI}
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -99,7 +103,8 @@ def check_reading(r: Reading) -> int:
 
 
 def decode_value(code: int, raw: object) -> Value:
-    """Inverse of the sqlite encoding: raw may be text for NaN or out-of-int64 longs."""
+    """Inverse of the sqlite encoding: raw may be text for NaN or out-of-int64 longs, a
+    BLOB for a binary value, the canonical text of a multi-value."""
     if code == T_DOUBLE:
         return float(raw)  # type: ignore[arg-type]
     if code == T_LONG:
@@ -108,6 +113,10 @@ def decode_value(code: int, raw: object) -> Value:
         return bool(raw)
     if code == T_STRING:
         return str(raw)
+    if code == T_BINARY:
+        return bytes(raw)  # type: ignore[arg-type]
+    if code == T_MULTI:
+        return parse_multi(str(raw))
     raise ValueError(f"unknown value type code {code!r}")
 
 
