@@ -94,6 +94,14 @@ def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:
             raise _fail(text, i, bad)
 
 
+def check_attr_blocks(blocks: Sequence[tuple[int, MetaLine]], lim: FieldLimits) -> None:
+    """The ``{ATTRIBUTES}`` blocks of update lines, given with their line numbers."""
+    for lineno, m in blocks:
+        bad = _series_problem("", m.attrs, lim, "attribute")
+        if bad is not None:
+            raise GTSParseError(lineno, bad)
+
+
 class RequestTooLargeError(ValueError):
     """The request is well formed but over a size limit: answered 413, naming the limit."""
 

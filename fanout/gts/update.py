@@ -85,6 +85,28 @@ def _now(now: Now) -> int:
     return now() if callable(now) else now
 
 
+def now_from_header(text: str, base_us: int, clock: Callable[[], int]) -> Now:
+    """``X-Warp10-Now`` as Warp 10 reads it: ``+N``/``-N`` is ``base_us`` (the server's
+    time) moved by N time units, ``*`` reads ``clock`` for each reading that needs it,
+    anything else an absolute time. ValueError (with a message for the client) otherwise.
+    """
+    text = text.strip()
+    if text == "*":
+        return clock
+    try:
+        if text[:1] in ("+", "-"):
+            delta = parse_int64(text[1:], "delta")
+            now = base_us + delta if text[0] == "+" else base_us - delta
+        else:
+            now = parse_int64(text, "time")
+    except FieldError:
+        raise ValueError("header X-Warp10-Now must be a time, +N or -N (relative to the "
+                         f"server's time) or *, got {text[:40]!r}") from None
+    if not INT64_MIN <= now <= INT64_MAX:
+        raise ValueError(f"header X-Warp10-Now {text[:40]!r} leaves the 64-bit time range")
+    return now
+
+
 def _parse_timestamp(text: str, now: Now) -> int:
     """``TS``: empty for now, ``T<delta>`` relative to now, else absolute (sign allowed)."""
     if not text:
