@@ -177,3 +177,54 @@ def test_node_answers_every_row_as_warp10(make_node) -> None:  # type: ignore[no
         ("a{k=v}{unit=C}\n", {"delta": False}),
         ("a{}{}\n", {"delta": False}),
     ]
+
+
+def test_now_header_forms_on_a_node(make_node) -> None:  # type: ignore[no-untyped-def]
+    """X-Warp10-Now: an absolute time; +N / -N from the server's clock (before this fix,
+    +N was taken as the absolute time N); * reads the clock per reading. All are logged
+    as absolute timestamps."""
+    import time
+
+    node = make_node("n1").start_and_wait()
+    w = node.client("ingest")
+    w.update("// abs{} 1", headers={"X-Warp10-Now": "123456"})
+    before = time.time_ns() // 1000
+    w.update("// plus{} 1\nT-10// plus{} 2", headers={"X-Warp10-Now": "+1000000000"})
+    w.update("// minus{} 1", headers={"X-Warp10-Now": "-1000000000"})
+    w.update("// star{} 1", headers={"X-Warp10-Now": "*"})
+    after = time.time_ns() // 1000
+    for bad in ("abc", "+", "1.5", "+x"):
+        with pytest.raises(HTTPError) as err:
+            w.update("// bad{} 1", headers={"X-Warp10-Now": bad})
+        assert err.value.status == 400 and "X-Warp10-Now" in err.value.body
+    bodies = [r.body.decode() for r in _logged(node)]
+    assert bodies[0] == "123456// abs{} 1\n"
+    plus = [int(line.split("/")[0]) for line in bodies[1].splitlines()]
+    assert before + 10**9 <= plus[0] <= after + 10**9 and plus[1] == plus[0] - 10
+    minus = int(bodies[2].split("/")[0])
+    assert before - 10**9 <= minus <= after - 10**9
+    star = int(bodies[3].split("/")[0])
+    assert before <= star <= after
+    assert len(bodies) == 4
+
+
+def test_update_attributes_replace_delta_skip(make_node) -> None:  # type: ignore[no-untyped-def]
+    """An {ATTRIBUTES} block on an update line sets the series' attributes (replace by
+    default, merged with X-Warp10-Attributes: delta, ignored with skip), in the same
+    all-or-nothing request as the readings."""
+    node = make_node("n1").start_and_wait()
+    w, r = node.client("ingest"), node.client("reader")
+    w.update("1// a{k=v}{unit=C,x=1} 1\n2// b{} 2")
+    assert r.fetch("~.*{}", showattr=True) == (
+        "1// a{k=v}{unit=C,x=1} 1\n2// b{}{} 2\n")
+    w.update("3// a{k=v}{x=,y=2} 3", headers={"X-Warp10-Attributes": "delta"})
+    assert r.fetch("a{}", showattr=True).splitlines()[0] == "1// a{k=v}{unit=C,y=2} 1"
+    w.update("4// a{k=v}{z=9} 4", headers={"X-Warp10-Attributes": "skip"})
+    assert r.fetch("a{}", showattr=True).splitlines()[-1] == "4// a{k=v}{unit=C,y=2} 4"
+    w.update("5// a{k=v}{only=1} 5")
+    assert r.fetch("a{}", showattr=True).splitlines()[-1] == "5// a{k=v}{only=1} 5"
+    before = r.fetch("~.*{}", showattr=True)
+    with pytest.raises(HTTPError) as err:
+        w.update("6// a{k=v}{fine=1} 6\n7// a{k=v}{k=clash} 7")
+    assert err.value.status == 400 and "line 2" in err.value.body
+    assert r.fetch("~.*{}", showattr=True) == before
