@@ -228,3 +228,29 @@ def test_update_attributes_replace_delta_skip(make_node) -> None:  # type: ignor
         w.update("6// a{k=v}{fine=1} 6\n7// a{k=v}{k=clash} 7")
     assert err.value.status == 400 and "line 2" in err.value.body
     assert r.fetch("~.*{}", showattr=True) == before
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("a{k=v}{k=w}", "attribute 'k' has the name of a label"),
+    ("a{.owner=x}{.owner=y}", "has the name of a label"),
+    ("a{}{.producer=x}", "reserved label"),
+    ("a{}{.app=x}", "reserved label"),
+])
+def test_meta_refuses_attributes_named_like_labels(body: str, reason: str) -> None:
+    """Warp 10's MetadataUtils.validateMetadata: no attribute may hide a label (the
+    .producer/.owner/.app labels every series carries included): 400 on /meta."""
+    from fanout.gts import parse_meta
+
+    with pytest.raises(GTSParseError) as info:
+        parse_meta("a{}{x=1}\n" + body + "\n")
+    assert info.value.line == 2 and reason in info.value.reason
+
+
+def test_meta_endpoint_refuses_attribute_hiding_label(make_node) -> None:  # type: ignore[no-untyped-def]
+    node = make_node("n1").start_and_wait()
+    w = node.client("ingest")
+    w.update("1// a{k=v} 1")
+    with pytest.raises(HTTPError) as err:
+        w.meta("a{k=v}{k=other}\n")
+    assert err.value.status == 400 and "line 1" in err.value.body
+    assert node.client("reader").fetch("a{}", showattr=True) == "1// a{k=v}{} 1\n"
