@@ -108,7 +108,7 @@ def parse_value(text: str, depth: int = 0) -> Value:
     if text.startswith("HH:"):
         return _parse_hh(text[3:])
     if text.startswith("Q:"):
-        raise FieldError("quaternion values (Q:w:x:y:z) are not supported")
+        return _parse_quaternion(text[2:])
     if first == ":":
         raise FieldError("custom value encoders (:name:...) are not supported")
     if _INT.fullmatch(text):
@@ -120,6 +120,25 @@ def parse_value(text: str, depth: int = 0) -> Value:
     if x is not None:
         return x
     raise FieldError(f"value {text!r} is not a LONG, DOUBLE, BOOLEAN, STRING or BINARY")
+
+
+def _parse_quaternion(body: str) -> int:
+    """``Q:w:x:y:z``: Warp 10 stores the LONG of the normalized quaternion, each component
+    quantized to 16 bits (its ``TOQUATERNION``), w in the top bits."""
+    parts = body.split(":")
+    comps = [parse_double(p) for p in parts]
+    if len(parts) != 4 or any(c is None for c in comps):
+        raise FieldError("quaternion value must be Q:w:x:y:z with four numbers")
+    if not all(math.isfinite(c) for c in comps):  # type: ignore[arg-type]
+        raise FieldError("quaternion values require finite elements")
+    w, x, y, z = comps  # type: ignore[misc]
+    norm = math.sqrt(w * w + x * x + y * y + z * z)
+    q = 0
+    for c in (w, x, y, z):
+        if norm != 0.0:
+            c = c / norm
+        q = (q << 16) | (math.floor(((c + 1.0) / 2.0) * 65535) & 0xFFFF)
+    return q - (1 << 64) if q >= 1 << 63 else q
 
 
 def _parse_b64(body: str) -> bytes:

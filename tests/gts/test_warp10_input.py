@@ -108,11 +108,20 @@ ROWS: list[tuple[str, str, str | None, str]] = [
     ("multi-nested", "1// a{} [ 1 [ 2 [ 3 ] ] 4/[ 5 ] ]", "1// a{} [ 1 [ 2 [ 3 ] ] 4/[ 5 ] ]", ""),
     ("multi-binary-nan", "1// a{} [ b64:AQ hex:02 NaN ]", "1// a{} [ b64:AQ b64:Ag NaN ]", ""),
     ("multi-string-slash", "1// a{} [ 'a%2Fb' ]", "1// a{} [ 'a%2Fb' ]", ""),
+    # the example in @senx/warp10's README
+    ("multi-senx-readme",
+     "1566893344654882/48.81:-4.147/124 io.warp10.test{key=value} "
+     "[8.2 151 152 1568189745655509/40.6:-74/14 ]",
+     "1566893344654882/48.81:-4.147/124 io.warp10.test{key=value} "
+     "[ 8.2 151 152 1568189745655509/40.6:-74.0/14 ]", ""),
     ("multi-unclosed", "1// a{} [ 1 2", None, "missing closing ']'"),
     ("multi-bad-element", "1// a{} [ 1 x ]", None, "multi-value element 'x'"),
     ("multi-raw-slash", "1// a{} [ 'a/b' ]", None, "invalid timestamp"),
     # --- values Warp 10 reads with plugins or encoders the node does not have -----------
-    ("quaternion", "1// a{} Q:1:0:0:0", None, "quaternion values"),
+    ("quaternion", "1// a{} Q:1:0:0:0", "1// a{} -140739635871745", ""),  # 0xFFFF7FFF7FFF7FFF
+    ("quaternion-normalized", "1// a{} Q:2:0:0:0", "1// a{} -140739635871745", ""),
+    ("quaternion-three", "1// a{} Q:1:0:0", None, "Q:w:x:y:z"),
+    ("quaternion-nan", "1// a{} Q:NaN:0:0:0", None, "finite"),
     ("custom-encoder", "1// a{} :enc:x", None, "custom value encoders"),
     # --- series part ---------------------------------------------------------------------
     ("attributes", "1// a{k=v}{unit=C} 1", "1// a{k=v} 1", ""),
