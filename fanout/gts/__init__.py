@@ -11,6 +11,7 @@ from fanout.gts.meta import format_meta, parse_meta
 from fanout.gts.selector import format_selector, parse_selector, selector_matches
 from fanout.gts.series import series_key, sort_key
 from fanout.gts.update import format_reading, format_update, parse_update
+from fanout.gts.values import format_value, parse_value
 
 __all__ = [
     "decode",
@@ -19,9 +20,11 @@ __all__ = [
     "format_reading",
     "format_selector",
     "format_update",
+    "format_value",
     "parse_meta",
     "parse_selector",
     "parse_update",
+    "parse_value",
     "selector_matches",
     "series_key",
     "sort_key",

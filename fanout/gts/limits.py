@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fanout.errors import GTSParseError
-from fanout.gts.model import Labels, MetaLine, Reading
+from fanout.gts.model import Labels, MetaLine, MultiValue, Reading
+from fanout.gts.values import format_value
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class FieldLimits:
     max_label_name_length: int = 256
     max_label_value_length: int = 4096
     max_labels: int = 256
+    # STRING characters, BINARY bytes, and a multi-value's canonical text (as Warp 10's
+    # maxValueSize bounds both strings and byte arrays, multi-values included)
     max_string_value_length: int = 1 << 20
 
 
@@ -73,6 +76,14 @@ def check_readings(text: str, readings: Sequence[Reading], lim: FieldLimits) -> 
         if type(v) is str and len(v) > max_str:
             raise _fail(text, i, f"string value of {len(v)} characters is over "
                                  f"max_string_value_length ({max_str})")
+        if type(v) is bytes and len(v) > max_str:
+            raise _fail(text, i, f"binary value of {len(v)} bytes is over "
+                                 f"max_string_value_length ({max_str})")
+        if type(v) is MultiValue:
+            size = len(format_value(v))
+            if size > max_str:
+                raise _fail(text, i, f"multi-value of {size} characters (canonical form) is "
+                                     f"over max_string_value_length ({max_str})")
 
 
 def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:
@@ -81,6 +92,14 @@ def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:
             "", m.attrs, lim, "attribute")
         if bad is not None:
             raise _fail(text, i, bad)
+
+
+def check_attr_blocks(blocks: Sequence[tuple[int, MetaLine]], lim: FieldLimits) -> None:
+    """The ``{ATTRIBUTES}`` blocks of update lines, given with their line numbers."""
+    for lineno, m in blocks:
+        bad = _series_problem("", m.attrs, lim, "attribute")
+        if bad is not None:
+            raise GTSParseError(lineno, bad)
 
 
 class RequestTooLargeError(ValueError):

@@ -13,10 +13,29 @@ from dataclasses import dataclass
 # as in Warp 10; these bounds are defined here only.
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
-# A reading's value. bool is checked before int everywhere: True is an int in Python.
-Value = int | float | bool | str
 # (name, value) pairs sorted by name, names unique.
 Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MultiValue:
+    """A multi-value reading ``[ TS/LAT:LON/ELEV/VALUE ... ]`` (``[!`` : not compressed).
+
+    Warp 10 turns one into a serialized, possibly compressed GTS wrapper and stores that
+    as a BINARY value; its bytes depend on Warp 10's internal encoders. The node keeps the
+    parsed elements instead and writes them back in a canonical ``[ ... ]`` text that Warp
+    10 accepts as input: nothing is lost, and a replay to Warp 10 builds its own wrapper.
+    """
+
+    elements: tuple[Element, ...]
+    compress: bool = True
+
+
+# A reading's value. bool is checked before int everywhere: True is an int in Python.
+# bytes is a BINARY value (``b64:``/``hex:`` on input); MultiValue a ``[ ... ]`` reading.
+Value = int | float | bool | str | bytes | MultiValue
+# One element of a multi-value reading: (ts, lat, lon, elev, value), ts 0 when not given.
+Element = tuple[int, float | None, float | None, int | None, Value]
 
 
 @dataclass(frozen=True, slots=True)

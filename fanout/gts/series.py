@@ -110,7 +110,23 @@ def parse_series_attrs(text: str) -> tuple[str, Labels, Labels]:
         raise FieldError("unclosed attribute block")
     if tail:
         raise FieldError(f"unexpected text {tail!r} after attribute block")
-    return cls, parse_pairs(block, "label"), parse_pairs(attr_block, "attribute")
+    labels, attrs = parse_pairs(block, "label"), parse_pairs(attr_block, "attribute")
+    check_attrs(labels, attrs)
+    return cls, labels, attrs
+
+
+# Labels every Warp 10 series carries (set from the token): no attribute may take their name.
+RESERVED_ATTRIBUTES = frozenset({".producer", ".owner", ".app"})
+
+
+def check_attrs(labels: Labels, attrs: Labels) -> None:
+    """Refuse an attribute named like one of the series' labels (or a reserved one), as
+    Warp 10 does: it would hide the label from selectors and replies."""
+    names = {k for k, _ in labels}
+    for k, _ in attrs:
+        if k in names or k in RESERVED_ATTRIBUTES:
+            what = "label" if k in names else "reserved label"
+            raise FieldError(f"attribute {k!r} has the name of a {what} of the series")
 
 
 def format_pairs(pairs: Labels) -> str:

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from fanout.errors import GTSParseError
 from fanout.gts.encoding import encode
 from fanout.gts.fastnew import make_reading
-from fanout.gts.model import Labels, Reading, Value
-from fanout.gts.series import FieldError, check_text, format_pairs, parse_series, series_key
+from fanout.gts.hhcode import from_hhcode
+from fanout.gts.model import Labels, MetaLine, Reading, Value
+from fanout.gts.series import (
+    FieldError,
+    check_text,
+    format_pairs,
+    parse_series,
+    parse_series_attrs,
+    series_key,
+)
 from fanout.gts.values import (
+    INT64_MAX,
+    INT64_MIN,
     format_value,
     parse_coord,
     parse_int64,
@@ -66,28 +76,83 @@ class _Fallback(Exception):
     """The fast path met something to reject; the slow path says what exactly."""
 
 
-def _parse_position(field: str, now_us: int) -> tuple[int, float | None, float | None, int | None]:
-    """``TS/LAT:LON/ELEV`` with every part optional (an empty TS is ``now_us``)."""
+# What stands for "now" in a body: a fixed time, or a clock read for each reading that
+# needs it (``X-Warp10-Now: *``).
+Now = int | Callable[[], int]
+
+
+def _now(now: Now) -> int:
+    return now() if callable(now) else now
+
+
+def now_from_header(text: str, base_us: int, clock: Callable[[], int]) -> Now:
+    """``X-Warp10-Now`` as Warp 10 reads it: ``+N``/``-N`` is ``base_us`` (the server's
+    time) moved by N time units, ``*`` reads ``clock`` for each reading that needs it,
+    anything else an absolute time. ValueError (with a message for the client) otherwise.
+    """
+    text = text.strip()
+    if text == "*":
+        return clock
+    try:
+        if text[:1] in ("+", "-"):
+            delta = parse_int64(text[1:], "delta")
+            now = base_us + delta if text[0] == "+" else base_us - delta
+        else:
+            now = parse_int64(text, "time")
+    except FieldError:
+        raise ValueError("header X-Warp10-Now must be a time, +N or -N (relative to the "
+                         f"server's time) or *, got {text[:40]!r}") from None
+    if not INT64_MIN <= now <= INT64_MAX:
+        raise ValueError(f"header X-Warp10-Now {text[:40]!r} leaves the 64-bit time range")
+    return now
+
+
+def _parse_timestamp(text: str, now: Now) -> int:
+    """``TS``: empty for now, ``T<delta>`` relative to now, else absolute (sign allowed)."""
+    if not text:
+        return _now(now)
+    if text[0] != "T":
+        return parse_int64(text, "timestamp")
+    ts = _now(now) + parse_int64(text[1:], "relative timestamp")
+    if not INT64_MIN <= ts <= INT64_MAX:
+        raise FieldError(f"relative timestamp {text!r} leaves the signed 64-bit range")
+    return ts
+
+
+def _parse_position(field: str, now: Now) -> tuple[int, float | None, float | None, int | None]:
+    """``TS/LAT:LON/ELEV`` with every part optional; ``LAT:LON`` may be an HHCode."""
     parts = field.split("/")
     if len(parts) != 3:
         raise FieldError(f"invalid TS/LAT:LON/ELEV field {field!r}")
     ts_text, ll_text, elev_text = parts
-    ts = parse_int64(ts_text, "timestamp") if ts_text else now_us
+    ts = _parse_timestamp(ts_text, now)
     lat = lon = None
     if ll_text:
         lat_text, colon, lon_text = ll_text.partition(":")
-        if not colon or not lat_text or not lon_text:
+        if not colon:
+            if not _HHCODE.fullmatch(ll_text):
+                raise FieldError(
+                    f"location must be LAT:LON or an HHCode (a 64-bit integer), got {ll_text!r}")
+            lat, lon = from_hhcode(parse_int64(ll_text, "HHCode location"))
+        elif not lat_text or not lon_text:
             raise FieldError(
                 f"latitude and longitude must be given together as LAT:LON, got {ll_text!r}"
             )
-        lat = parse_coord(lat_text, "latitude", 90.0)
-        lon = parse_coord(lon_text, "longitude", 180.0)
+        else:
+            lat = parse_coord(lat_text, "latitude", 90.0)
+            lon = parse_coord(lon_text, "longitude", 180.0)
     elev = parse_int64(elev_text, "elevation") if elev_text else None
     return ts, lat, lon, elev
 
 
-def _parse_slow(line: str, now_us: int, prev: Reading | None) -> Reading | None:
-    """Parse any line, explaining what is wrong; None for a blank or comment line."""
+_HHCODE = re.compile(r"[+-]?[0-9]+")
+
+
+def _parse_slow(line: str, now: Now, prev: Reading | None,
+                attrs: list[tuple[int, MetaLine]] | None = None,
+                lineno: int = 0) -> Reading | None:
+    """Parse any line, explaining what is wrong; None for a blank or comment line. An
+    ``{ATTRIBUTES}`` block after the labels goes to ``attrs`` (refused when it is None)."""
     s = line.strip(_BLANKS)
     if not s or s[0] == "#":
         return None
@@ -97,7 +162,7 @@ def _parse_slow(line: str, now_us: int, prev: Reading | None) -> Reading | None:
         m = _CONT.fullmatch(s)
         if m is None:
             raise FieldError("missing value")
-        ts, lat, lon, elev = _parse_position(m[1], now_us)
+        ts, lat, lon, elev = _parse_position(m[1], now)
         value_text = m[2].rstrip(_BLANKS)
         try:
             value = parse_value(value_text)
@@ -109,22 +174,33 @@ def _parse_slow(line: str, now_us: int, prev: Reading | None) -> Reading | None:
     m = _FULL.fullmatch(s)
     if m is None:
         fields = re.split(r"[ \t]+", s)
-        _parse_position(fields[0], now_us)
+        _parse_position(fields[0], now)
         if len(fields) == 1:
             raise FieldError("missing CLASS{LABELS} and VALUE")
         raise FieldError("missing value" if "{" in fields[1] else "missing CLASS{LABELS}")
-    ts, lat, lon, elev = _parse_position(m[1], now_us)
-    cls, labels = parse_series(m[2])
+    ts, lat, lon, elev = _parse_position(m[1], now)
+    if "}{" in m[2]:
+        if attrs is None:
+            raise FieldError("an {ATTRIBUTES} block is not allowed here")
+        cls, labels, block = parse_series_attrs(m[2])
+        attrs.append((lineno, MetaLine(cls, labels, block)))
+    else:
+        cls, labels = parse_series(m[2])
     return Reading(ts, lat, lon, elev, cls, labels, parse_value(m[3].rstrip(_BLANKS)))
 
 
-def parse_update(text: str, now_us: int) -> list[Reading]:
+def parse_update(text: str, now_us: Now,
+                 attrs: list[tuple[int, MetaLine]] | None = None) -> list[Reading]:
     """Parse an update body into readings, in input order.
 
-    ``now_us`` stands in for empty timestamps. Raises GTSParseError naming the 1-based line
-    and the reason at the first bad line; nothing is returned partially, so a client's
-    400 means none of its body was taken.
+    ``now_us`` stands in for empty timestamps and is the base of relative ones (``T-N``);
+    a callable is read for each reading that needs it. An ``{ATTRIBUTES}`` block after a
+    line's labels is appended to ``attrs`` as (line number, MetaLine); without ``attrs``
+    such a block is an error (canonical bodies never hold one). Raises GTSParseError
+    naming the 1-based line and the reason at the first bad line; nothing is returned
+    partially, so a client's 400 means none of its body was taken.
     """
+    clock = now_us if callable(now_us) else None
     check_text(text)
     if "\r" in text:  # drop each line's trailing "\r", the last line's included
         text = text.replace("\r\n", "\n").removesuffix("\r")
@@ -173,7 +249,7 @@ def parse_update(text: str, now_us: int) -> list[Reading]:
                 else:
                     value = parse_string(v_str) if "%" in v_str else v_str
                 prev = make_reading(
-                    int(ts_t) if ts_t else now_us,
+                    int(ts_t) if ts_t else (now_us if clock is None else clock()),  # type: ignore[arg-type]
                     lat,
                     lon,
                     int(elev_t) if elev_t else None,
@@ -184,7 +260,7 @@ def parse_update(text: str, now_us: int) -> list[Reading]:
             except (_Fallback, FieldError):
                 if split_lines is None:
                     split_lines = text.split("\n")
-                r = _parse_slow(split_lines[lineno - 1], now_us, prev)
+                r = _parse_slow(split_lines[lineno - 1], now_us, prev, attrs, lineno)
                 if r is None:
                     continue
                 prev = r

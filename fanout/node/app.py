@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,12 +18,13 @@ from fanout.errors import GTSParseError, SelectorError
 from fanout.gts import parse_selector
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
 from fanout.gts.model import INT64_MIN
+from fanout.gts.update import Now, now_from_header
 from fanout.node.changes import (
     Pending,
     RequestLimits,
     delete_pending,
     meta_pending,
-    update_pending,
+    update_pendings,
 )
 from fanout.node.context import NODE, Node, commit
 from fanout.node.guard import Guard
@@ -69,7 +70,9 @@ def _big_write(request: web.Request,
     return guard.parses
 
 
-async def _parse(body: bytes, fn: Callable[..., Pending], *args: Any) -> Pending:
+_T = TypeVar("_T")
+
+async def _parse(body: bytes, fn: Callable[..., _T], *args: Any) -> _T:
     """Run a parser, off the loop for big bodies; parse errors become 400 naming the line."""
     try:
         if len(body) > INLINE_PARSE_LIMIT:
@@ -91,28 +94,41 @@ def _ticked(node: Node, pending: Pending, resp: web.Response) -> web.Response:
     return resp
 
 
+def _clock_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _update_now(request: web.Request) -> Now:
+    """The "now" of an update: the ``now`` parameter or the clock, moved or replaced by
+    ``X-Warp10-Now`` (``+N``, ``-N``, ``*`` or an absolute time) as Warp 10 does."""
+    base = int_param(request, "now") if "now" in request.query else None
+    if base is None:
+        base = _clock_us()
+    hdr_now = request.headers.get("X-Warp10-Now")
+    if hdr_now is None:
+        return base
+    try:
+        return now_from_header(hdr_now, base, _clock_us)
+    except ValueError as exc:
+        fail(400, str(exc))
+
+
 async def handle_update(request: web.Request) -> web.Response:
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     body = await read_body(request, node.config.max_body_size)
-    now = int_param(request, "now") if "now" in request.query else None
-    hdr_now = request.headers.get("X-Warp10-Now")
-    if hdr_now is not None:
-        try:
-            now = int(hdr_now)
-        except ValueError:
-            fail(400, f"header X-Warp10-Now must be an integer, got {hdr_now[:40]!r}")
-    if now is None:
-        now = time.time_ns() // 1000
+    now = _update_now(request)
+    mode = request.headers.get("X-Warp10-Attributes", "").strip().lower()
+    attributes = mode if mode in ("delta", "skip") else "replace"
     async with _big_write(request, body):
         text = decode_text(body)
-        pending = await _parse(body, update_pending, text, now, token_id,
-                               request_limits(node.config))
+        pending = await _parse(body, update_pendings, text, now, token_id,
+                               request_limits(node.config), attributes)
         del text
-        if not pending.points:
+        if not pending[0].points:
             return web.Response(status=200)
-        await commit(node, [pending])
-    return _ticked(node, pending, web.Response(status=200))
+        await commit(node, pending)
+    return _ticked(node, pending[-1], web.Response(status=200))
 
 
 async def handle_meta(request: web.Request) -> web.Response:

@@ -21,11 +21,14 @@ from fanout.gts import (
 )
 from fanout.gts.limits import (
     FieldLimits,
+    check_attr_blocks,
     check_meta,
     check_points,
     check_readings,
     check_record,
 )
+from fanout.gts.model import MetaLine
+from fanout.gts.update import Now
 from fanout.store.base import Change, Delete, Meta, Update
 
 
@@ -69,6 +72,34 @@ def update_pending(text: str, now_us: int, token_id: str,
     if limits is not None:
         check_record(len(body), limits.max_record_bytes)
     return Pending("update", token_id, {}, body, Update(readings), points=len(readings))
+
+
+def update_pendings(text: str, now_us: Now, token_id: str,
+                    limits: RequestLimits | None = None,
+                    attributes: str = "replace") -> list[Pending]:
+    """An update body as Warp 10 takes it with ``ingress.parse.attributes = true``: its
+    readings, then one meta write for the ``{ATTRIBUTES}`` blocks after the labels of its
+    lines (``attributes``: "replace", "delta" as X-Warp10-Attributes: delta, or "skip" to
+    ignore them). Both are committed together, so the request stays all or nothing."""
+    if limits is not None:
+        check_points(text.count("\n") + (not text.endswith("\n")), limits.max_points)
+    attrs: list[tuple[int, MetaLine]] = []
+    readings = parse_update(text, now_us, attrs)
+    if limits is not None:
+        check_readings(text, readings, limits.fields)
+        check_attr_blocks(attrs, limits.fields)
+    body = format_update(readings).encode()
+    if limits is not None:
+        check_record(len(body), limits.max_record_bytes)
+    out = [Pending("update", token_id, {}, body, Update(readings), points=len(readings))]
+    if attrs and attributes != "skip":
+        delta = attributes == "delta"
+        lines = [m for _, m in attrs]
+        meta_body = format_meta(lines).encode()
+        if limits is not None:
+            check_record(len(meta_body), limits.max_record_bytes)
+        out.append(Pending("meta", token_id, {"delta": delta}, meta_body, Meta(lines, delta)))
+    return out
 
 
 def meta_pending(text: str, delta: bool, token_id: str,

@@ -12,21 +12,25 @@ import errno
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from fanout.errors import DiskFullError
 from fanout.gts import format_reading, series_key, sort_key
-from fanout.gts.model import INT64_MAX, INT64_MIN, Labels, Reading, Value
+from fanout.gts.model import INT64_MAX, INT64_MIN, Labels, MultiValue, Reading, Value
+from fanout.gts.multivalue import parse_multi
 
 from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
 
-# Type codes stored beside each value, so bool/long/double/string come back exactly.
+# Type codes stored beside each value, so every type comes back exactly.
 # bool is its own type for type(): type(True) is bool, not int.
 T_BOOL = 0
 T_LONG = 1
 T_DOUBLE = 2
 T_STRING = 3
-TYPE_CODES: dict[type, int] = {bool: T_BOOL, int: T_LONG, float: T_DOUBLE, str: T_STRING}
+T_BINARY = 4  # bytes, kept as a BLOB
+T_MULTI = 5  # a multi-value, kept as its canonical ``[ ... ]`` text
+TYPE_CODES: dict[type, int] = {bool: T_BOOL, int: T_LONG, float: T_DOUBLE, str: T_STRING,
+                               bytes: T_BINARY, MultiValue: T_MULTI}
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -96,7 +100,8 @@ def check_reading(r: Reading) -> int:
 
 
 def decode_value(code: int, raw: object) -> Value:
-    """Inverse of the sqlite encoding: raw may be text for NaN or out-of-int64 longs."""
+    """Inverse of the sqlite encoding: raw may be text for NaN or out-of-int64 longs, a
+    BLOB for a binary value, the canonical text of a multi-value."""
     if code == T_DOUBLE:
         return float(raw)  # type: ignore[arg-type]
     if code == T_LONG:
@@ -105,6 +110,10 @@ def decode_value(code: int, raw: object) -> Value:
         return bool(raw)
     if code == T_STRING:
         return str(raw)
+    if code == T_BINARY:
+        return bytes(cast(bytes, raw))
+    if code == T_MULTI:
+        return parse_multi(str(raw))
     raise ValueError(f"unknown value type code {code!r}")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from fanout.errors import NodeIdMismatchError, StoreNotEmptyError
 from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector
+from fanout.gts.values import format_value
 
 from ._common import (
     INT64_MAX,
@@ -46,6 +47,7 @@ from ._common import (
     T_BOOL,
     T_DOUBLE,
     T_LONG,
+    T_MULTI,
     TYPE_CODES,
     check_delete_range,
     classify,
@@ -464,6 +466,8 @@ class SqliteStore:
                     v = str(v)
             elif code == T_BOOL:
                 v = 1 if v else 0
+            elif code == T_MULTI:
+                v = format_value(v)
             lat = r.lat
             lon = r.lon
             elev = r.elev

@@ -6,7 +6,7 @@ import re
 
 from hypothesis import strategies as st
 
-from fanout.gts.model import LabelSelector, MetaLine, Reading, Selector
+from fanout.gts.model import LabelSelector, MetaLine, MultiValue, Reading, Selector
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 # Unicode text biased towards the characters the formats treat as structure.
@@ -16,16 +16,28 @@ texts = st.text(
 )
 names = texts.filter(bool)
 pairs = st.dictionaries(names, texts, max_size=4).map(lambda d: tuple(sorted(d.items())))
-values = st.one_of(
+scalar_values = st.one_of(
     INT64,
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(),  # NaN too: the round trips compare repr()s
     st.booleans(),
     texts,
+    st.binary(max_size=16),
 )
 positions = st.one_of(
     st.tuples(st.none(), st.none()),
     st.tuples(st.floats(-90, 90), st.floats(-180, 180)),
 )
+
+
+def _multi(children: st.SearchStrategy) -> st.SearchStrategy:
+    element = st.builds(
+        lambda ts, pos, elev, v: (ts, pos[0], pos[1], elev, v),
+        INT64, positions, st.none() | INT64, children)
+    return st.builds(MultiValue, st.lists(element, max_size=4).map(tuple), st.booleans())
+
+
+# Every value type, multi-values nested up to three levels.
+values = st.recursive(scalar_values, _multi, max_leaves=8)
 
 
 @st.composite
@@ -42,7 +54,9 @@ def readings(draw: st.DrawFn) -> Reading:
     )
 
 
-meta_lines = st.builds(MetaLine, cls=names, labels=pairs, attrs=pairs)
+meta_lines = st.builds(MetaLine, cls=names, labels=pairs, attrs=pairs).filter(
+    lambda m: not {k for k, _ in m.labels} & {k for k, _ in m.attrs}
+    and not {".producer", ".owner", ".app"} & {k for k, _ in m.attrs})
 
 regexes = st.one_of(
     st.sampled_from([".*", "web.*", "a|b", "[{}]x", "%", r"\d{2,3}", "(?i)Paris", ".+"]),

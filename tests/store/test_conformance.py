@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fanout.gts import format_reading
-from fanout.gts.model import MetaLine
+from fanout.gts.model import MetaLine, MultiValue
+from fanout.gts.values import format_value
 from fanout.store import Entry, MemoryStore, Outcome, SqliteStore, Update, open_store
 
 from .util import (
@@ -99,6 +100,51 @@ def test_round_trip_all_value_types_and_locations(store):
     # The type survives: a bool is not a long, a long is not a double.
     assert fetch(store, "v{}", 5, 8) == ["5// v{} 0", "6// v{} T", "7// v{} F", "8// v{} 1.0"]
     assert fetch(store, "loc{}", 21, 21) == ["21//12 loc{} 2"]
+
+
+def test_round_trip_warp10_value_types(store, tmp_path):
+    """Binary, NaN and infinities, multi-values (nested, with positions) come back as the
+    same canonical lines and the same Python values, also after the store is reopened."""
+    mv = MultiValue(((0, None, None, None, 1), (5, 48.0, -4.5, 3, "a/b c'"),
+                     (6, None, None, -2, b"\x00\xff"),
+                     (7, None, None, None, MultiValue(((1, None, None, None, float("nan")),),
+                                                      False))), True)
+    readings = [
+        rd(1, "n", b""),
+        rd(2, "n", b"\x00\x01\xfe\xff" * 3),
+        rd(3, "n", float("nan")),
+        rd(4, "n", float("inf")),
+        rd(5, "n", float("-inf")),
+        rd(6, "n", mv),
+        rd(7, "n", MultiValue((), False), lat=47.99999998882413, lon=-4.500000067055225),
+    ]
+    store.apply([upd("me", 1, *readings)], 1)
+    expected = [
+        "1// n{} b64:",
+        "2// n{} b64:AAH-_wAB_v8AAf7_",
+        "3// n{} NaN",
+        "4// n{} Infinity",
+        "5// n{} -Infinity",
+        "6// n{} [ 1 5/48.0:-4.5/3/'a%2Fb%20c%27' 6//-2/b64:AP8 7/[! 1/NaN ] ]",
+        "7/47.99999998882413:-4.500000067055225/ n{} [! ]",
+    ]
+    assert fetch(store) == expected
+    if isinstance(store, SqliteStore):
+        path = store._path
+        store.close()
+        store = SqliteStore(path)
+        assert fetch(store) == expected
+    snap = store.snapshot()
+    try:
+        [(_, _, _, points)] = list(snap.series())
+        got = [v for _, _, _, _, v in points]
+    finally:
+        snap.close()
+    assert [type(v) for v in got] == [bytes, bytes, float, float, float, MultiValue, MultiValue]
+    assert got[1] == b"\x00\x01\xfe\xff" * 3 and got[3] == float("inf")
+    assert format_value(got[5]) == format_value(mv)
+    if isinstance(store, SqliteStore):
+        store.close()  # the reopened one; the fixture closes the first
 
 
 def test_exact_python_types_come_back(store):
@@ -541,12 +587,18 @@ SEED = [
     meta("seed", 2, *(MetaLine(c, lb, labels(k="0", z="0")) for c in CLASSES for lb in LABELSETS)),
 ]
 finite = st.floats(allow_nan=False, allow_infinity=False)
-values = st.one_of(
+_scalars = st.one_of(
     st.integers(min_value=TMIN, max_value=TMAX),
-    finite,
+    st.floats(),  # NaN and infinities too: the comparison is of fetched text
     st.booleans(),
     st.text(st.characters(exclude_categories=["Cs"]), max_size=8),
+    st.binary(max_size=8),
 )
+values = st.recursive(_scalars, lambda children: st.builds(
+    MultiValue,
+    st.lists(st.tuples(st.integers(-3, 3), st.none(), st.none(), st.none() | st.integers(-9, 9),
+                       children), max_size=3).map(tuple),
+    st.booleans()), max_leaves=5)
 readings = st.builds(
     lambda ts, cls, lb, value, loc, elev: rd(
         ts, cls, value, lb, *(loc if loc else (None, None)), elev=elev  # type: ignore[misc]
