@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv test test-quick lint demo bench bench-ingest soak clean
+.PHONY: venv js-deps test test-quick lint demo bench bench-ingest soak clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,18 @@ $(BIN)/fanout: pyproject.toml
 
 venv: $(BIN)/fanout
 
-test: venv
+# @senx/warp10 (npm) for tests/warp10/test_clients.py, into a gitignored cache; the test
+# installs it on demand too, so this only saves the first test its wait.
+JS_DEPS := .cache/warp10-js/node_modules/@senx/warp10/package.json
+$(JS_DEPS): tests/warp10/js/package.json
+	@command -v npm >/dev/null || { echo "npm not found: the @senx/warp10 tests will skip"; exit 0; }
+	mkdir -p .cache/warp10-js
+	cp tests/warp10/js/package.json .cache/warp10-js/package.json
+	npm install --prefix .cache/warp10-js --no-audit --no-fund
+
+js-deps: $(JS_DEPS)
+
+test: venv js-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -38,4 +49,4 @@ bench: venv
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache
