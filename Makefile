@@ -17,10 +17,11 @@ venv: $(BIN)/fanout
 # installs it on demand too, so this only saves the first test its wait.
 JS_DEPS := .cache/warp10-js/node_modules/@senx/warp10/package.json
 $(JS_DEPS): tests/warp10/js/package.json
-	@command -v npm >/dev/null || { echo "npm not found: the @senx/warp10 tests will skip"; exit 0; }
-	mkdir -p .cache/warp10-js
-	cp tests/warp10/js/package.json .cache/warp10-js/package.json
-	npm install --prefix .cache/warp10-js --no-audit --no-fund
+	@if command -v npm >/dev/null; then \
+	  mkdir -p .cache/warp10-js && \
+	  cp tests/warp10/js/package.json .cache/warp10-js/package.json && \
+	  npm install --prefix .cache/warp10-js --no-audit --no-fund; \
+	else echo "npm not found: the @senx/warp10 tests will skip"; fi
 
 js-deps: $(JS_DEPS)
 

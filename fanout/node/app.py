@@ -198,6 +198,20 @@ def _time_error(exc: TimeParamError) -> NoReturn:
     fail(400, str(exc))
 
 
+# Warp 10 parameters that change which readings or series are answered, which the node
+# does not implement: refused, so nobody takes a partial answer for Warp 10's. (Cache and
+# persistence hints, sortmeta and showerrors change nothing here and are accepted.)
+UNSUPPORTED_FETCH = ("skip", "step", "timestep", "sample", "gcount", "gskip", "boundary.pre",
+                     "boundary.post", "activeafter", "quietafter", "unpack")
+UNSUPPORTED_DELETE = ("metaonly", "activeafter", "quietafter")
+
+
+def _refuse_unsupported(request: web.Request, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        if name in request.query:
+            fail(400, f"the Warp 10 {what} parameter '{name}' is not supported by this node")
+
+
 def _flag(request: web.Request, name: str) -> bool:
     """A Warp 10 flag parameter: present means set, whatever its value (``showattr``,
     ``dedup``, ``dryrun``, ``deleteall``)."""
@@ -214,6 +228,7 @@ async def handle_delete(request: web.Request) -> web.Response:
     selector = request.query.get("selector")
     if not selector:
         fail(400, "parameter 'selector' is required")
+    _refuse_unsupported(request, UNSUPPORTED_DELETE, "delete")
     if "minage" in request.query:
         fail(400, "the 'minage' parameter is not supported in delete requests (as in the "
                   "standalone Warp 10): delete with 'start' and 'end' instead")
@@ -264,6 +279,7 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         selector = parse_selector(raw)
     except SelectorError as exc:
         fail(400, str(exc))
+    _refuse_unsupported(request, UNSUPPORTED_FETCH, "fetch")
     try:
         rng = fetch_range(request.query)
     except TimeParamError as exc:

@@ -58,6 +58,8 @@ REFUSED = [
     ("start alone", "selector=a{}&start=1", "both"),
     ("no range, no deleteall", "selector=a{}", "either"),
     ("now is not a delete time", "selector=a{}&start=now&end=5", "invalid format"),
+    ("metaonly", "selector=a{}&metaonly", "'metaonly'"),
+    ("activeafter", "selector=a{}&deleteall&activeafter=5", "'activeafter'"),
 ]
 
 

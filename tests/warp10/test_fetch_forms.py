@@ -67,6 +67,9 @@ ROWS = [
     ("months in timespan", "selector=a{}&end=1&timespan=P1M", 400, "years or months"),
     ("ISO without zone", "selector=a{}&start=2024-01-01T00:00:00&stop=1", 400, "time zone"),
     ("end and stop", "selector=a{}&start=1&end=2&stop=3", 400, "both 'end' and 'stop'"),
+    ("sampling is not served", "selector=a{}&start=1&stop=3&timestep=2", 400, "'timestep'"),
+    ("gskip is not served", "selector=a{}&start=1&stop=3&gskip=1", 400, "'gskip'"),
+    ("cache hints are harmless", "selector=a{}&start=1&stop=3&nocache&sortmeta", 200, A_TEXT),
 ]
 
 
