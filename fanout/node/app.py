@@ -245,13 +245,15 @@ async def handle_delete(request: web.Request) -> web.Response:
             parsed = parse_selector(selector)
         except SelectorError as exc:
             fail(400, str(exc))
-        found = node.store.find(parsed)
+        found = await asyncio.get_running_loop().run_in_executor(None, node.store.find, parsed)
         body = "".join(series_key(c, lb) + format_pairs(a) + "\r\n" for c, lb, a in found)
         return web.Response(text=body, content_type="text/plain")
     pending = await _parse(b"", delete_pending, selector, start, end, token_id)
     # The attributes are gone once the delete is applied: read them first. A series
     # created between this read and the commit is listed with {}.
-    before = {series_key(c, lb): a for c, lb, a in node.store.find(parse_selector(selector))}
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, node.store.find, parse_selector(selector))
+    before = {series_key(c, lb): a for c, lb, a in found}
     [outcome] = await _commit(node, [pending])
     text = "".join(key + format_pairs(before.get(key, ())) + "\r\n"
                    for key in outcome.deleted)
