@@ -52,3 +52,15 @@ def _shortest(x: float) -> tuple[str, int]:
             d2 = "".join(map(str, t2.digits)).rstrip("0") or "0"
             return d2, int(t2.exponent) + (len(t2.digits) - len(d2))
     return digits, exp
+
+
+# java.net.URLEncoder leaves these as they are; Warp 10's WarpURLEncoder then turns the
+# '+' of a space into %20.
+_JAVA_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-*_")
+_JAVA_TABLE = {b: f"%{b:02X}" for b in range(256) if chr(b) not in _JAVA_SAFE}
+
+
+def java_url_encode(s: str) -> str:
+    """Warp 10's ``WarpURLEncoder.encode(s, UTF-8)``: how it escapes class names, labels,
+    attributes and STRING values in every output (``a:b/c d*`` -> ``a%3Ab%2Fc%20d*``)."""
+    return s.encode("utf-8").decode("latin-1").translate(_JAVA_TABLE)

@@ -18,7 +18,6 @@ from fanout.config import NodeConfig
 from fanout.errors import DiskFullError, FanoutError, GTSParseError, SelectorError
 from fanout.gts import parse_selector, series_key
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
-from fanout.gts.series import format_pairs
 from fanout.node.changes import (
     Pending,
     RequestLimits,
@@ -27,7 +26,7 @@ from fanout.node.changes import (
     update_pending,
 )
 from fanout.node.committer import CommitFatal, Committer
-from fanout.node.fetchformat import CANONICAL, output_format, render
+from fanout.node.fetchformat import CANONICAL, output_format, render, series_text
 from fanout.node.guard import Guard
 from fanout.node.health import WriteHealth
 from fanout.node.http import (
@@ -246,17 +245,16 @@ async def handle_delete(request: web.Request) -> web.Response:
         except SelectorError as exc:
             fail(400, str(exc))
         found = await asyncio.get_running_loop().run_in_executor(None, node.store.find, parsed)
-        body = "".join(series_key(c, lb) + format_pairs(a) + "\r\n" for c, lb, a in found)
+        body = "".join(series_text(c, lb, a) + "\r\n" for c, lb, a in found)
         return web.Response(text=body, content_type="text/plain")
     pending = await _parse(b"", delete_pending, selector, start, end, token_id)
     # The attributes are gone once the delete is applied: read them first. A series
     # created between this read and the commit is listed with {}.
     found = await asyncio.get_running_loop().run_in_executor(
         None, node.store.find, parse_selector(selector))
-    before = {series_key(c, lb): a for c, lb, a in found}
+    before = {series_key(c, lb): series_text(c, lb, a) for c, lb, a in found}
     [outcome] = await _commit(node, [pending])
-    text = "".join(key + format_pairs(before.get(key, ())) + "\r\n"
-                   for key in outcome.deleted)
+    text = "".join(before.get(key, key + "{}") + "\r\n" for key in outcome.deleted)
     return _ticked(node, pending, web.Response(text=text, content_type="text/plain"))
 
 

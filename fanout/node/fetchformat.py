@@ -8,7 +8,8 @@ Followed from Warp 10's ``EgressFetchHandler`` (textDump, jsonDump) and ``GTSHel
 - ``text``: the first reading of a series is a full line, the others ``=TS/LAT:LON/ELEV
   VALUE`` continuation lines; ``fulltext``: every line full; lines end with ``\\n``;
 - DOUBLEs and coordinates as Java's ``Double.toString`` (``1.0E-5``), BOOLEANs ``T``/``F``
-  (``true``/``false`` in JSON), STRINGs quoted and percent-encoded;
+  (``true``/``false`` in JSON), STRINGs quoted; names, labels, attributes and STRINGs
+  percent-encoded as Warp 10's ``WarpURLEncoder`` does (``*`` kept, ``:`` and ``/`` escaped);
 - ``showattr`` adds ``{attributes}`` after the labels (text formats; JSON always has them);
 - ``dedup`` drops a reading equal (position, elevation and value) to the one before it,
   keeping the last reading of a run (``GTSDecoder.dedup``).
@@ -23,9 +24,8 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 
-from fanout.gts.javafmt import java_double
+from fanout.gts.javafmt import java_double, java_url_encode
 from fanout.gts.model import Labels, Value
-from fanout.gts.series import format_pairs, series_key
 from fanout.gts.values import format_value
 from fanout.store.base import Point, SeriesChunk
 
@@ -49,9 +49,23 @@ def value_text(v: Value) -> str:
     The one place where value types meet output: LONG, DOUBLE, BOOLEAN and STRING are
     spelled here; every other type (binary, multi-value, ... added in fanout.gts) is
     spelled by fanout.gts's own formatter, which is lossless and parses back."""
-    if type(v) is float:
+    t = type(v)
+    if t is float:
         return java_double(v)  # type: ignore[arg-type]
-    return format_value(v)  # LONG, BOOLEAN, STRING, and the new types of fanout.gts
+    if t is str:
+        return "'" + java_url_encode(v) + "'"  # type: ignore[arg-type]
+    return format_value(v)  # LONG, BOOLEAN, and the new types of fanout.gts
+
+
+def pairs_text(pairs: Labels) -> str:
+    """``{name=value,...}`` escaped as Warp 10 does (``GTSHelper.labelsToString``)."""
+    return "{" + ",".join(f"{java_url_encode(k)}={java_url_encode(v)}" for k, v in pairs) + "}"
+
+
+def series_text(cls: str, labels: Labels, attrs: Labels | None = None) -> str:
+    """``class{labels}``, with ``{attrs}`` when given, escaped as Warp 10 does."""
+    head = java_url_encode(cls) + pairs_text(labels)
+    return head if attrs is None else head + pairs_text(attrs)
 
 
 def value_json(v: Value) -> str:
@@ -121,7 +135,7 @@ def render(chunks: Iterable[SeriesChunk], fmt: str, *, showattr: bool = False,
         return
     full = fmt == "fulltext"
     for cls, labels, attrs, points in _series(chunks):
-        head = series_key(cls, labels) + (format_pairs(attrs) if showattr else "")
+        head = series_text(cls, labels, attrs if showattr else None)
         first = True
         for ts, lat, lon, elev, value in pick(points):
             pos = _position(ts, lat, lon, elev)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from fanout.gts import parse_update
 from fanout.testing import NodeProc
 
 from .conftest import T0, get, quote
@@ -60,6 +61,10 @@ ROWS = [
      f"{T0 + 1_500_000}// iso{{}} 2\n"),
     ("ISO 8601 duration (ms)", f"selector=iso{{}}&end={T0 + 1_500_000}&timespan=PT1.501S",
      200, f"{T0 + 1_500_000}// iso{{}} 2\n={T0}// 1\n"),
+    ("names and strings escaped as WarpURLEncoder does", "selector=x:y{}&start=1&stop=1", 200,
+     "1// x%3Ay{p=a%2Fb*%20} 'c%3Ad*'\n"),
+    ("json names and strings decoded", "selector=x:y{}&start=1&stop=1&format=json", 200,
+     '[{"c":"x:y","l":{"p":"a/b* "},"a":{},"i":"0","la":0,"v":[[1,"c:d*"]]}]'),
     ("canonical (the node's own form)", "selector=a{}&start=1&stop=3&format=canonical", 200,
      "1// a{k=1} 1\n2// a{k=1} 2\n3// a{k=1} 3\n"),
     ("no time range", "selector=a{}", 400, "missing either 'start' or 'end'"),
@@ -98,11 +103,11 @@ def test_token_query_parameter(loaded: NodeProc) -> None:
 
 
 def test_text_and_fulltext_hold_what_canonical_holds(loaded: NodeProc) -> None:
-    """The Warp 10 forms carry every reading the node's own form does."""
+    """The Warp 10 forms carry every reading the node's own form does: each parses back
+    (update format) to the same readings."""
     q = "selector=~.*{}&start=0&stop=9999999999999999"
-    canonical = get(loaded, "/api/v0/fetch", q + "&format=canonical")[1].splitlines()
-    full = get(loaded, "/api/v0/fetch", q + "&format=fulltext")[1].splitlines()
-    text = get(loaded, "/api/v0/fetch", q)[1].splitlines()
-    assert len(canonical) == len(full) == len(text) == 15
-    assert sorted(line.split(" ", 1)[1].split(" ")[0] for line in full) == sorted(
-        line.split(" ", 1)[1].split(" ")[0] for line in canonical)
+    forms = {fmt: get(loaded, "/api/v0/fetch", f"{q}&format={fmt}")[1]
+             for fmt in ("canonical", "fulltext", "text")}
+    assert forms["canonical"].count("\n") == 16
+    readings = {fmt: sorted(map(repr, parse_update(body, 0))) for fmt, body in forms.items()}
+    assert readings["text"] == readings["fulltext"] == readings["canonical"]

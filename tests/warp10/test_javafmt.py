@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fanout.gts.javafmt import java_double
+from fanout.gts.javafmt import java_double, java_url_encode
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,12 @@ def test_round_trips_and_always_reads_as_a_double(x: float) -> None:
     assert "." in text  # what tells a DOUBLE from a LONG to every Warp 10 parser
     mantissa = text.split("E")[0].lstrip("-")
     assert not mantissa.startswith("0") or mantissa.startswith("0.")
+
+
+@pytest.mark.parametrize(
+    ("text", "java"),
+    [("abc.-*_", "abc.-*_"), ("a b", "a%20b"), ("a+b", "a%2Bb"), (":/~'%", "%3A%2F%7E%27%25"),
+     ("é€", "%C3%A9%E2%82%AC"), ("{},=", "%7B%7D%2C%3D")],
+)
+def test_warp_url_encoder(text: str, java: str) -> None:
+    assert java_url_encode(text) == java
