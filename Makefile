@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv tools test test-quick lint demo bench bench-ingest soak clean
+.PHONY: venv tools js-deps test test-quick lint demo bench bench-ingest soak clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,20 @@ tools:
 	    { [ ! -x /etc/init.d/prometheus ] || /etc/init.d/prometheus stop >/dev/null 2>&1 || true; }; \
 	  else echo "tools: promtool missing, needs root and apt-get: tests/deploy will skip"; fi; }
 
-test: venv tools
+
+# @senx/warp10 (npm) for tests/warp10/test_clients.py, into a gitignored cache; the test
+# installs it on demand too, so this only saves the first test its wait.
+JS_DEPS := .cache/warp10-js/node_modules/@senx/warp10/package.json
+$(JS_DEPS): tests/warp10/js/package.json
+	@if command -v npm >/dev/null; then \
+	  mkdir -p .cache/warp10-js && \
+	  cp tests/warp10/js/package.json .cache/warp10-js/package.json && \
+	  npm install --prefix .cache/warp10-js --no-audit --no-fund; \
+	else echo "npm not found: the @senx/warp10 tests will skip"; fi
+
+js-deps: $(JS_DEPS)
+
+test: venv tools js-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -51,4 +64,4 @@ bench: venv
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .cache

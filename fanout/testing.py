@@ -115,9 +115,13 @@ class Client:
             q["start"], q["end"] = str(start), str(end)
         return self.request("GET", "/api/v0/delete?" + urllib.parse.urlencode(q), **kw)[1].decode()
 
-    def fetch(self, selector: str = "~.*{}", start: int = INT64_MIN, stop: int = INT64_MAX,
-              showattr: bool = False, **kw: Any) -> str:
-        q = {"selector": selector, "start": str(start), "stop": str(stop)}
+    def fetch(self, selector: str = "~.*{}", start: int = INT64_MIN,
+              stop: int = INT64_MAX,
+              showattr: bool = False, fmt: str = "canonical", **kw: Any) -> str:
+        """Fetch in ``fmt``; the default is the node's canonical form (oldest first, exact
+        floats), which replicas are compared with byte for byte. Warp 10's default is
+        ``text``: pass fmt="text" for what its clients see."""
+        q = {"selector": selector, "start": str(start), "stop": str(stop), "format": fmt}
         if showattr:
             q["showattr"] = "true"
         return self.request("GET", "/api/v0/fetch?" + urllib.parse.urlencode(q), **kw)[1].decode()

@@ -7,17 +7,16 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from fanout.config import NodeConfig
 from fanout.errors import GTSParseError, SelectorError
-from fanout.gts import parse_selector
+from fanout.gts import parse_selector, series_key
 from fanout.gts.limits import FieldLimits, RequestTooLargeError
-from fanout.gts.model import INT64_MIN
 from fanout.gts.update import Now, now_from_header
 from fanout.node.changes import (
     Pending,
@@ -27,9 +26,11 @@ from fanout.node.changes import (
     update_pendings,
 )
 from fanout.node.context import NODE, Node, commit
+from fanout.node.fetchformat import CANONICAL, output_format, render, series_text
 from fanout.node.guard import Guard
 from fanout.node.http import (
     BODY_GUARD,
+    TOKEN_HEADER,
     authorize,
     decode_text,
     fail,
@@ -40,6 +41,8 @@ from fanout.node.http import (
 from fanout.node.metrics import metrics_handler
 from fanout.node.replication import handle_replicate
 from fanout.node.snapshot import handle_marks, handle_restore, handle_snapshot
+from fanout.node.timeparams import TimeParamError, delete_range, fetch_range
+from fanout.node.tokens import AuthError
 
 log = logging.getLogger("fanout.node")
 
@@ -147,35 +150,85 @@ async def handle_meta(request: web.Request) -> web.Response:
     return _ticked(node, pending, web.Response(status=200))
 
 
-def _range(request: web.Request, end_names: tuple[str, ...]) -> tuple[int | None, int | None]:
-    start = int_param(request, "start")
-    end = int_param(request, *end_names)
-    if (start is None) != (end is None):
-        fail(400, f"give both 'start' and '{end_names[0]}', or neither")
-    if start is not None and end is not None and start > end:
-        fail(400, f"'start' ({start}) must be <= '{end_names[0]}' ({end})")
-    return start, end
+def _time_error(exc: TimeParamError) -> NoReturn:
+    fail(400, str(exc))
+
+
+# Warp 10 parameters that change which readings or series are answered, which the node
+# does not implement: refused, so nobody takes a partial answer for Warp 10's. (Cache and
+# persistence hints, sortmeta and showerrors change nothing here and are accepted.)
+UNSUPPORTED_FETCH = ("skip", "step", "timestep", "sample", "gcount", "gskip", "boundary.pre",
+                     "boundary.post", "activeafter", "quietafter", "unpack")
+UNSUPPORTED_DELETE = ("metaonly", "activeafter", "quietafter")
+
+
+def _refuse_unsupported(request: web.Request, names: tuple[str, ...], what: str) -> None:
+    for name in names:
+        if name in request.query:
+            fail(400, f"the Warp 10 {what} parameter '{name}' is not supported by this node")
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    """A Warp 10 flag parameter: present means set, whatever its value (``showattr``,
+    ``dedup``, ``dryrun``, ``deleteall``)."""
+    return name in request.query
 
 
 async def handle_delete(request: web.Request) -> web.Response:
+    """``StandaloneDeleteHandler``: the reply lists ``class{labels}{attrs}`` of every
+    series the selector matches, one per CRLF-ended line; ``dryrun`` answers the same list
+    and changes nothing (nothing is logged or replicated); ``minage`` is refused, as the
+    standalone Warp 10 does."""
     node = request.app[NODE]
     token_id = authorize(request, node.tokens, "write")
     selector = request.query.get("selector")
     if not selector:
         fail(400, "parameter 'selector' is required")
-    start, end = _range(request, ("end",))
-    deleteall = "deleteall" in request.query
-    if deleteall == (start is not None):
+    _refuse_unsupported(request, UNSUPPORTED_DELETE, "delete")
+    if "minage" in request.query:
+        fail(400, "the 'minage' parameter is not supported in delete requests (as in the "
+                  "standalone Warp 10): delete with 'start' and 'end' instead")
+    try:
+        rng = delete_range(request.query)
+    except TimeParamError as exc:
+        _time_error(exc)
+    start, end = rng if rng is not None else (None, None)
+    deleteall = _flag(request, "deleteall")
+    if deleteall == (rng is not None):
         fail(400, "give either 'start' and 'end', or 'deleteall'")
+    if _flag(request, "dryrun"):
+        try:
+            parsed = parse_selector(selector)
+        except SelectorError as exc:
+            fail(400, str(exc))
+        found = await asyncio.get_running_loop().run_in_executor(None, node.store.find, parsed)
+        body = "".join(series_text(c, lb, a) + "\r\n" for c, lb, a in found)
+        return web.Response(text=body, content_type="text/plain")
     pending = await _parse(b"", delete_pending, selector, start, end, token_id)
+    # The attributes are gone once the delete is applied: read them first. A series
+    # created between this read and the commit is listed with {}.
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, node.store.find, parse_selector(selector))
+    before = {series_key(c, lb): series_text(c, lb, a) for c, lb, a in found}
     [outcome] = await commit(node, [pending])
-    text = "".join(s + "\n" for s in outcome.deleted)
+    text = "".join(before.get(key, key + "{}") + "\r\n" for key in outcome.deleted)
     return _ticked(node, pending, web.Response(text=text, content_type="text/plain"))
+
+
+def _authorize_read(request: web.Request, node: Node) -> str:
+    """Fetch takes its token from the ``token`` query parameter too (as Warp 10 does)
+    when no X-Warp10-Token header is given."""
+    if TOKEN_HEADER not in request.headers and "token" in request.query:
+        try:
+            return node.tokens.check(request.query["token"], "read")
+        except AuthError as exc:
+            fail(403, str(exc))
+    return authorize(request, node.tokens, "read")
 
 
 async def handle_fetch(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    authorize(request, node.tokens, "read")
+    _authorize_read(request, node)
     raw = request.query.get("selector")
     if not raw:
         fail(400, "parameter 'selector' is required")
@@ -183,38 +236,39 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         selector = parse_selector(raw)
     except SelectorError as exc:
         fail(400, str(exc))
-    last: int | None = None
-    start, end = _range(request, ("stop", "end"))
-    if start is None:
-        now = int_param(request, "now")
-        span = int_param(request, "timespan")
-        if now is None or span is None:
-            fail(400, "give 'start' and 'stop', or 'now' and 'timespan'")
-        if span > 0:
-            start, end = max(INT64_MIN, now - span + 1), now
-        elif span < 0:
-            start, end, last = INT64_MIN, now, -span
-        else:
-            fail(400, "'timespan' must not be 0")
-    assert end is not None  # _range gives both or neither
-    showattr = request.query.get("showattr", "false").lower() == "true"
+    _refuse_unsupported(request, UNSUPPORTED_FETCH, "fetch")
+    try:
+        rng = fetch_range(request.query)
+    except TimeParamError as exc:
+        _time_error(exc)
+    fmt = output_format(request.query.get("format"))
+    showattr = _flag(request, "showattr")
+    dedupe = _flag(request, "dedup")
     # Each running fetch holds a store reader (and, in SQLite, file descriptors that stay
     # open while any other reader is): at most max_concurrent_fetches at once; the others
     # wait their turn. The slot is given back only once the reader is closed.
     guard = request.app.get(GUARD)
     if guard is not None:
         await guard.fetches.acquire()
+    source: Iterator[object] | None = None
     try:
-        lines: Iterator[str] = node.store.fetch(selector, start, end, last=last,
-                                                showattr=showattr)
+        if fmt == CANONICAL:
+            source = node.store.fetch(selector, rng.start, rng.end, last=rng.count,
+                                      showattr=showattr)
+            lines: Iterator[str] = (line + "\n" for line in source)
+        else:
+            source = node.store.scan(selector, rng.start, rng.end, last=rng.count)
+            lines = render(source, fmt, showattr=showattr, dedupe=dedupe)
     except BaseException:
         if guard is not None:
             guard.fetches.release()
         raise
+    ctype = "application/json" if fmt == "json" else "text/plain"
     lock = threading.Lock()
     loop = asyncio.get_running_loop()
     try:
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        resp = web.StreamResponse(headers={"Content-Type": f"{ctype}; charset=utf-8",
+                                           "X-Warp10-Timeunit": "1000000"})
         await resp.prepare(request)
         try:
             while True:
@@ -231,26 +285,29 @@ async def handle_fetch(request: web.Request) -> web.StreamResponse:
         # A client gone mid-reply must not leave the store's reader (a connection, a
         # cursor, a read transaction) open until garbage collection: close it now, on a
         # worker thread, after any _take still running there (the lock orders them).
-        closing = loop.run_in_executor(None, _close, lines, lock)
+        closing = loop.run_in_executor(None, _close, [lines, source], lock)
         if guard is not None:
             closing.add_done_callback(lambda _: guard.fetches.release())
 
 
-def _take(lines: Iterator[str], n: int, lock: threading.Lock) -> str:
+def _take(pieces: Iterator[str], n: int, lock: threading.Lock) -> str:
+    """Up to ``n`` pieces of the reply (each a line or less), joined."""
     out = []
     with lock:
-        for line in lines:
-            out.append(line)
+        for piece in pieces:
+            out.append(piece)
             if len(out) >= n:
                 break
-    return "".join(s + "\n" for s in out)
+    return "".join(out)
 
 
-def _close(lines: Iterator[str], lock: threading.Lock) -> None:
+def _close(iterators: Sequence[object], lock: threading.Lock) -> None:
+    """Close the formatter first, then the store's iterator under it."""
     with lock:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
+        for it in iterators:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
 
 
 async def handle_logger_state(request: web.Request) -> web.Response:

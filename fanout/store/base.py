@@ -103,6 +103,11 @@ class Outcome:
 Point = tuple[int, float | None, float | None, int | None, Value]
 # One series of a snapshot: class, labels, attributes and its points in ts order.
 SeriesDump = tuple[str, Labels, Labels, Iterable[Point]]
+# Part of one series' fetched points: class, labels, attributes, points. Consecutive chunks
+# with the same class and labels belong to the same series (a big series comes in several).
+SeriesChunk = tuple[str, Labels, Labels, list[Point]]
+# A series found by a selector: class, labels, attributes.
+SeriesInfo = tuple[str, Labels, Labels]
 
 
 class Snapshot(Protocol):
@@ -163,6 +168,17 @@ class Store(Protocol):
         order, readings in ascending timestamp order, start <= ts <= end. With ``last``,
         only the newest ``last`` readings of each series within the range. With
         ``showattr``, the series part is ``class{labels}{attrs}``."""
+
+    def scan(self, selector: Selector, start: int, end: int, *,
+             last: int | None = None) -> Iterator[SeriesChunk]:
+        """What ``fetch`` returns, as data for the Warp 10 output formats: matching series
+        with at least one reading in [start, end], in (class, labels) order, their points
+        newest first (Warp 10's order), in one consistent view. With ``last``, only the
+        newest ``last`` readings of each series. Close the iterator when done early."""
+
+    def find(self, selector: Selector) -> list[SeriesInfo]:
+        """Every series ``selector`` matches, with or without readings, in (class,
+        labels) order: what a delete of ``selector`` would touch (its dry run)."""
 
     def snapshot(self) -> Snapshot:
         """A consistent view, taken without blocking writers for its whole duration."""

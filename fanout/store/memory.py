@@ -52,7 +52,9 @@ from .base import (
     HistoryMarks,
     Meta,
     Outcome,
+    SeriesChunk,
     SeriesDump,
+    SeriesInfo,
     Update,
 )
 
@@ -342,6 +344,37 @@ class MemoryStore:
                 if stamps:
                     out.append((s.cls, s.labels, s.attrs, [(ts, *points[ts]) for ts in stamps]))
         return self._format(out, showattr)
+
+    def scan(self, selector: Selector, start: int, end: int, *,
+             last: int | None = None) -> Iterator[SeriesChunk]:
+        if self._closed:
+            raise RuntimeError(f"{self._seq_path}: store is closed")
+        rng = range64(start, end)
+        if rng is None or (last is not None and last <= 0):
+            return iter(())
+        lo, hi = rng
+        out: list[SeriesChunk] = []
+        with self._lock:  # copied under the lock: one consistent view
+            matched = [
+                s for s in self._series.values() if selector_matches(selector, s.cls, s.labels)
+            ]
+            for s in ordered(matched, lambda s: (s.cls, s.labels)):
+                points = s.points
+                stamps = sorted((ts for ts in points if lo <= ts <= hi), reverse=True)
+                if last is not None:
+                    stamps = stamps[:last]
+                if stamps:
+                    out.append((s.cls, s.labels, s.attrs,
+                                [(ts, *points[ts]) for ts in stamps]))
+        return iter(out)
+
+    def find(self, selector: Selector) -> list[SeriesInfo]:
+        if self._closed:
+            raise RuntimeError(f"{self._seq_path}: store is closed")
+        with self._lock:
+            found = [(s.cls, s.labels, s.attrs) for s in self._series.values()
+                     if selector_matches(selector, s.cls, s.labels)]
+        return ordered(found, lambda f: (f[0], f[1]))
 
     @staticmethod
     def _format(out: list[tuple], showattr: bool) -> Iterator[str]:

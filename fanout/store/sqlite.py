@@ -73,7 +73,9 @@ from .base import (
     HistoryMarks,
     Meta,
     Outcome,
+    SeriesChunk,
     SeriesDump,
+    SeriesInfo,
     Update,
 )
 
@@ -142,6 +144,7 @@ _SELECT_POINTS = (
     "SELECT ts, lat, lon, elev, type, value FROM points"
     " WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts"
 )
+_SELECT_POINTS_DESC = _SELECT_POINTS + " DESC"
 _SELECT_LAST = (
     "SELECT ts, lat, lon, elev, type, value FROM points"
     " WHERE series_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?"
@@ -538,6 +541,35 @@ class SqliteStore:
     def _fetch(
         self, selector: Selector, start: int, end: int, last: int | None, showattr: bool
     ) -> Iterator[str]:
+        for cls, labels, attrs, points in self._scan(selector, start, end, last, False):
+            yield from format_series(cls, labels, attrs if showattr else None, points)
+
+    def scan(self, selector: Selector, start: int, end: int, *,
+             last: int | None = None) -> Iterator[SeriesChunk]:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        return self._scan(selector, start, end, last, True)
+
+    def find(self, selector: Selector) -> list[SeriesInfo]:
+        if self._closed:
+            raise RuntimeError(f"{self._path}: store is closed")
+        conn = self._reader()
+        try:
+            rows = conn.execute("SELECT cls, labels, attrs FROM series").fetchall()
+        finally:
+            self._release(conn)
+        found = []
+        for cls, labels_json, attrs_json in rows:
+            labels = _load_labels(labels_json)
+            if selector_matches(selector, cls, labels):
+                found.append((cls, labels, _load_labels(attrs_json)))
+        return ordered(found, lambda f: (f[0], f[1]))
+
+    def _scan(
+        self, selector: Selector, start: int, end: int, last: int | None, newest_first: bool
+    ) -> Iterator[SeriesChunk]:
+        """Matching series in (class, labels) order, each as one or more consecutive
+        chunks of points (bounded memory for a big series), in one read transaction."""
         rng = range64(start, end)
         if rng is None or (last is not None and last <= 0):
             return
@@ -554,17 +586,20 @@ class SqliteStore:
                 if selector_matches(selector, cls, labels):
                     matched.append((sid, cls, labels, attrs_json))
             for sid, cls, labels, attrs_json in ordered(matched, lambda m: (m[1], m[2])):
-                attrs = _load_labels(attrs_json) if showattr else None
+                attrs = _load_labels(attrs_json)
                 if last is None:
-                    cur = conn.execute(_SELECT_POINTS, (sid, lo, hi))
+                    sql = _SELECT_POINTS_DESC if newest_first else _SELECT_POINTS
+                    cur = conn.execute(sql, (sid, lo, hi))
                     while rows := cur.fetchmany(1000):
-                        yield from format_series(cls, labels, attrs, map(_point, rows))
+                        yield cls, labels, attrs, list(map(_point, rows))
                     cur.close()
                     cur = None
                 else:
                     rows = conn.execute(_SELECT_LAST, (sid, lo, hi, last)).fetchall()
-                    rows.reverse()
-                    yield from format_series(cls, labels, attrs, map(_point, rows))
+                    if not newest_first:
+                        rows.reverse()
+                    if rows:
+                        yield cls, labels, attrs, list(map(_point, rows))
         finally:
             if cur is not None:
                 cur.close()

@@ -125,9 +125,9 @@ def test_meta_replace_and_delta(node: NodeProc) -> None:
 def test_delete_range_and_deleteall_reply_with_series(node: NodeProc) -> None:
     w, r = node.client("ingest"), node.client("reader")
     w.update("1// d{k=1} 1\n2// d{k=1} 2\n3// d{k=2} 3\n5// e{} 5\n")
-    assert w.delete("d{k~.*}", 2, 3) == "d{k=1}\nd{k=2}\n"
+    assert w.delete("d{k~.*}", 2, 3) == "d{k=1}{}\r\nd{k=2}{}\r\n"
     assert r.fetch("~.*{}") == "1// d{k=1} 1\n5// e{} 5\n"
-    assert w.delete("~[de]{}") == "d{k=1}\nd{k=2}\ne{}\n"
+    assert w.delete("~[de]{}") == "d{k=1}{}\r\nd{k=2}{}\r\ne{}{}\r\n"
     assert r.fetch("~.*{}") == ""
     dels = [x for x in logged(node) if x.op == "delete"]
     assert dels[0].params == {"selector": "=d{k~.%2A}", "start": 2, "end": 3}
@@ -154,8 +154,8 @@ def test_fetch_now_and_timespan(node: NodeProc) -> None:
     w, r = node.client("ingest"), node.client("reader")
     w.update("".join(f"{t}// c{{}} {t}\n" for t in range(1, 11)))
     _, body = r.request("GET", "/api/v0/fetch?selector=c{}&now=10&timespan=3")
-    assert body.decode() == "8// c{} 8\n9// c{} 9\n10// c{} 10\n"
-    _, body = r.request("GET", "/api/v0/fetch?selector=c{}&now=5&timespan=-2")
+    assert body.decode() == "10// c{} 10\n=9// 9\n=8// 8\n"  # Warp 10: text, newest first
+    _, body = r.request("GET", "/api/v0/fetch?selector=c{}&now=5&timespan=-2&format=canonical")
     assert body.decode() == "4// c{} 4\n5// c{} 5\n"
 
 
