@@ -256,9 +256,13 @@ def test_two_nodes_one_id_collision_is_named_and_heals(topo: Topology) -> None:
     wait_until(lambda: not x1.alive(), 30, what="x1 to refuse the id change")
     assert x1.popen is not None and x1.popen.returncode == 78
     assert "'x'" in x1.log_text() and "'z'" in x1.log_text()
-    # the fix the message names: the new id gets its own empty store and datalog
+    # the fix the message names: the new id gets its own empty store and datalog. Like an
+    # operator's `fanout down`, stop x1's distributor and forwarder first: they write their
+    # state files under data/ every second
+    topo.distributors["x1"].stop()
+    topo.forwarders[("x1", "t")].stop()
     shutil.rmtree(x1.dir / "data")
-    x1.start_and_wait()
+    topo.start()
 
     def healed() -> None:
         # (x1's own writes went with the store the operator wiped; t still has them)
