@@ -17,7 +17,7 @@ from typing import TypeVar, cast
 from fanout.errors import DiskFullError
 from fanout.gts import format_reading, series_key, sort_key
 from fanout.gts.model import INT64_MAX, INT64_MIN, Labels, MultiValue, Reading, Value
-from fanout.gts.multivalue import parse_multi
+from fanout.gts.values import parse_multi
 
 from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
 
