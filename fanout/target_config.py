@@ -10,6 +10,7 @@ import contextlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fanout.config import NodeConfig, load_node_config
 from fanout.confload import Section, read_yaml
@@ -80,6 +81,11 @@ class TargetConfig:
         return self.state_dir / f"forwarder-{self.target}.paused"
 
 
+def _default(key: str) -> Any:
+    """A key's default, from the dataclass: each default is written once, above."""
+    return TargetConfig.__dataclass_fields__[key].default
+
+
 def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
     """Load one target file; ``name`` overrides the file stem that ``target`` must match
     (for validating a file under a temporary name before it is renamed into place)."""
@@ -119,18 +125,20 @@ def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
         state_dir=sec.path("state_dir", "../data/state"),  # type: ignore[arg-type]
         sink=sink,
         ignore_origins=tuple(sec.string_list("ignore_origins", check=ID_RE.match)),  # type: ignore[arg-type]
-        chunk_size=sec.integer("chunk_size", 1048576, minimum=1024),
-        connect_timeout=sec.number("connect_timeout", 10.0, minimum=0.1),
-        request_timeout=sec.number("request_timeout", 300.0, minimum=0.1),
-        max_connect_retries=sec.integer("max_connect_retries", 0, minimum=0),
-        retry_min=sec.number("retry_min", 0.5, minimum=0.001),
-        retry_max=sec.number("retry_max", 30.0, minimum=0.001),
-        adaptive_polling=sec.boolean("adaptive_polling", True),
-        poll_interval=sec.number("poll_interval", 1.0, minimum=0.01),
-        on_reject=sec.choice("on_reject", ON_REJECT, default="stop"),
+        chunk_size=sec.integer("chunk_size", _default("chunk_size"), minimum=1024),
+        connect_timeout=sec.number("connect_timeout", _default("connect_timeout"), minimum=0.1),
+        request_timeout=sec.number("request_timeout", _default("request_timeout"), minimum=0.1),
+        max_connect_retries=sec.integer("max_connect_retries",
+                                        _default("max_connect_retries"), minimum=0),
+        retry_min=sec.number("retry_min", _default("retry_min"), minimum=0.001),
+        retry_max=sec.number("retry_max", _default("retry_max"), minimum=0.001),
+        adaptive_polling=sec.boolean("adaptive_polling", _default("adaptive_polling")),
+        poll_interval=sec.number("poll_interval", _default("poll_interval"), minimum=0.01),
+        on_reject=sec.choice("on_reject", ON_REJECT, default=_default("on_reject")),
         retention=retention,
-        auto_resync=sec.boolean("auto_resync", False),
-        auto_resync_retries=sec.integer("auto_resync_retries", 3, minimum=1),
+        auto_resync=sec.boolean("auto_resync", _default("auto_resync")),
+        auto_resync_retries=sec.integer("auto_resync_retries",
+                                        _default("auto_resync_retries"), minimum=1),
         node_config=sec.path("node_config", "../fanout.yaml"),
     )
     sec.finish()
