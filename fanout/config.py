@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.confload import Section, read_yaml
+from fanout.gts.limits import FieldLimits
 from fanout.ids import ID_RE, ID_RULE
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
@@ -32,11 +33,12 @@ class Limits:
     max_record_bytes: int = DEFAULT_MAX_RECORD  # canonical body of one logged write
     max_restore_bytes: int = 4 << 30
     fd_reserve: int = 64  # refuse new connections this close to RLIMIT_NOFILE
-    max_class_length: int = 1024
-    max_label_name_length: int = 256
-    max_label_value_length: int = 4096
-    max_labels: int = 256  # labels (and attributes) per series
-    max_string_value_length: int = 1 << 20
+    # the field limits' defaults are FieldLimits' own (fanout/gts/limits.py)
+    max_class_length: int = FieldLimits.max_class_length
+    max_label_name_length: int = FieldLimits.max_label_name_length
+    max_label_value_length: int = FieldLimits.max_label_value_length
+    max_labels: int = FieldLimits.max_labels  # labels (and attributes) per series
+    max_string_value_length: int = FieldLimits.max_string_value_length
 
 
 @dataclass(frozen=True)

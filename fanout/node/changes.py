@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fanout.config import Limits
 from fanout.datalog.format import Record
 from fanout.gts import (
     format_meta,
@@ -37,8 +38,8 @@ class RequestLimits:
     """What one client write may be (defaults: ``fanout.config.Limits``)."""
 
     fields: FieldLimits = field(default_factory=FieldLimits)
-    max_points: int = 500_000
-    max_record_bytes: int = (64 << 20) - (1 << 20) - 64
+    max_points: int = Limits.max_points_per_request
+    max_record_bytes: int = Limits.max_record_bytes
 
 
 @dataclass(slots=True)
