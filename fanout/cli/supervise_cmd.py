@@ -171,7 +171,8 @@ def cmd_systemd_units(args: argparse.Namespace) -> int:
 
     cfg = load_node_config(Path(args.config))
     out = Path(args.out)
-    opts = UnitOptions(args.user, args.group, args.alert_command, args.alert_webhook)
+    opts = UnitOptions(args.user, args.group, args.alert_command, args.alert_webhook,
+                       watchdog_sec=args.watchdog_sec, restart_sec=args.restart_sec)
     for path in write_units(cfg, out, opts):
         print(f"wrote {path}")
     data_tree(cfg).mkdir(exist_ok=True)  # ReadWritePaths= must exist before the start
@@ -230,6 +231,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.add_argument("--alert-command", metavar="CMD",
                    help="run (sh -c) for each alert, the alert as JSON on stdin")
     s.add_argument("--alert-webhook", metavar="URL", help="POST each alert as JSON here")
+    s.add_argument("--watchdog-sec", type=float, default=30.0, metavar="S",
+                   help="WatchdogSec=: a process whose main loop hangs this long is "
+                        "killed and restarted (default 30)")
+    s.add_argument("--restart-sec", type=float, default=2.0, metavar="S",
+                   help="RestartSec= (default 2)")
     s.set_defaults(func=cmd_systemd_units)
 
     s = sub.add_parser("alert-unit", help="OnFailure= hook of the systemd units "
