@@ -24,6 +24,7 @@ removes its cgroups. systemctl and the fanout CLI run inside through ``nsenter -
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -32,13 +33,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from fanout.testing import wait_until
+from fanout.testing import NodeProc, Topology, fanout_cmd, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "systemd-tests"
+TEST_WATCHDOG_SEC = 3
 SYSTEMD_PATHS = ("/lib/systemd/systemd", "/usr/lib/systemd/systemd")
 CGROUP_HIERARCHIES = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
 
@@ -199,3 +202,53 @@ class NamespacedSystemd:
                     break
                 if top.is_dir():
                     time.sleep(0.1)  # the last processes are still being reaped
+
+
+class SystemdHost:
+    """Nodes under ``root/nodes/<id>`` (the units' ROOT), run by a namespaced systemd."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.topo = Topology(root / "nodes")
+        self.ns = NamespacedSystemd(root)
+        self.alert_out = root / "alert-command.jsonl"
+
+    def node(self, node_id: str) -> NodeProc:
+        return self.topo.node(node_id, manager="systemd")
+
+    def render(self, node: NodeProc) -> None:
+        """`fanout systemd-units`, as an operator runs it, into the test's unit dir."""
+        out = subprocess.run(fanout_cmd(
+            "systemd-units", "--config", str(node.config), "--out", str(self.ns.units),
+            "--watchdog-sec", str(TEST_WATCHDOG_SEC), "--restart-sec", "0.5",
+            "--alert-command", f"cat >> {self.alert_out}"),
+            capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        if self.ns.pid is not None:
+            self.ns.systemctl("daemon-reload")
+
+    def cli(self, node: NodeProc, *args: str) -> Any:
+        return self.ns.fanout(*args, "--config", str(node.config))
+
+    def up(self, node: NodeProc) -> None:
+        res = self.cli(node, "up")
+        assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{self.ns.log_tail()}"
+
+    def status(self, node: NodeProc) -> tuple[int, dict[str, Any]]:
+        res = self.cli(node, "status", "--json")
+        assert res.returncode in (0, 1, 2), res.stderr
+        return res.returncode, json.loads(res.stdout)
+
+    def unit(self, unit: str) -> dict[str, str]:
+        return self.ns.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts",
+                            "ExecMainStatus", "Result")
+
+    def processes_of(self, node: NodeProc) -> list[str]:
+        """Processes of the host (any namespace) run for ``node``: its node and distributor
+        name its fanout.yaml, its forwarders their instance ``<id>:<target>``."""
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(node.config) in cmd or f"--instance {node.dir.name}:" in cmd:
+                found.append(f"{p.pid}: {cmd}")
+        return found

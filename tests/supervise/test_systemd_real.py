@@ -6,93 +6,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 import yaml
 
-from fanout.testing import NodeProc, Topology, eventually, fanout_cmd, wait_until
-from tests.supervise.systemd_ns import BUILD, NamespacedSystemd, unavailable
+from fanout.testing import NodeProc, eventually, wait_until
+from tests.supervise.systemd_ns import SystemdHost
 
 pytestmark = pytest.mark.slow
 
 WATCHDOG_SEC = 3
 
 
-class SystemdHost:
-    """Nodes under ``root/nodes/<id>`` (the units' ROOT), run by a namespaced systemd."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.topo = Topology(root / "nodes")
-        self.ns = NamespacedSystemd(root)
-        self.alert_out = root / "alert-command.jsonl"
-
-    def node(self, node_id: str) -> NodeProc:
-        return self.topo.node(node_id, manager="systemd")
-
-    def render(self, node: NodeProc) -> None:
-        """`fanout systemd-units`, as an operator runs it, into the test's unit dir."""
-        out = subprocess.run(fanout_cmd(
-            "systemd-units", "--config", str(node.config), "--out", str(self.ns.units),
-            "--watchdog-sec", str(WATCHDOG_SEC), "--restart-sec", "0.5",
-            "--alert-command", f"cat >> {self.alert_out}"),
-            capture_output=True, text=True, timeout=60, check=False)
-        assert out.returncode == 0, out.stderr
-        if self.ns.pid is not None:
-            self.ns.systemctl("daemon-reload")
-
-    def cli(self, node: NodeProc, *args: str) -> Any:
-        return self.ns.fanout(*args, "--config", str(node.config))
-
-    def up(self, node: NodeProc) -> None:
-        res = self.cli(node, "up")
-        assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{self.ns.log_tail()}"
-
-    def status(self, node: NodeProc) -> tuple[int, dict[str, Any]]:
-        res = self.cli(node, "status", "--json")
-        assert res.returncode in (0, 1, 2), res.stderr
-        return res.returncode, json.loads(res.stdout)
-
-    def unit(self, unit: str) -> dict[str, str]:
-        return self.ns.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts",
-                            "ExecMainStatus", "Result")
-
-    def processes_of(self, node: NodeProc) -> list[str]:
-        """Processes of the host (any namespace) run for ``node``: its node and distributor
-        name its fanout.yaml, its forwarders their instance ``<id>:<target>``."""
-        found = []
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if str(node.config) in cmd or f"--instance {node.dir.name}:" in cmd:
-                found.append(f"{p.pid}: {cmd}")
-        return found
-
-
 @pytest.fixture
-def host() -> Iterator[SystemdHost]:
-    why = unavailable()
-    if why:
-        pytest.skip(f"no namespaced systemd here: {why}")
-    root = BUILD / uuid.uuid4().hex[:10]
-    root.mkdir(parents=True)
-    sentinel = Path("/tmp") / f"fanout-systemd-sentinel-{root.name}"
-    sentinel.write_text("the host's /tmp must survive a namespaced systemd\n")
-    h = SystemdHost(root)
-    try:
-        yield h
-    finally:
-        h.ns.close()
-        h.topo.close()
-        survived = sentinel.exists()
-        sentinel.unlink(missing_ok=True)
-        shutil.rmtree(root, ignore_errors=True)
-        assert survived, "the namespaced systemd emptied the host's /tmp"
+def host(systemd_host: SystemdHost) -> SystemdHost:
+    return systemd_host
 
 
 def write(node: NodeProc, lines: str) -> None:
