@@ -224,7 +224,10 @@ def unit_alert(root: Path, unit: str, command: str | None = None,
     detail = journal_error(unit)
     if detail and "detail" not in alert:
         alert["detail"] = detail
-    if "detail" not in alert and alert.get("lastError"):
-        alert["detail"] = alert["lastError"].get("errorMessage")
+    target = alert.get("target")
+    if "detail" not in alert and target is not None:
+        st = ForwarderState.read(forwarder_state_path(cfg.state_dir, target))
+        if st is not None and st.last_error is not None:
+            alert["detail"] = st.last_error.message
     listener.emit(alert)
     return alert
