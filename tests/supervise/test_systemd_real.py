@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fanout.testing import NodeProc, eventually, wait_until
+from fanout.testing import NodeProc, Topology, eventually, wait_until
 from tests.supervise.systemd_ns import SystemdHost
 
 pytestmark = pytest.mark.slow
@@ -40,6 +40,13 @@ def test_two_nodes_replicate_under_systemd(host: SystemdHost) -> None:
     assert Path("/tmp").is_dir() and any(Path("/tmp").iterdir())
     host.up(n1)  # fresh from fanout init: starts (no 226/NAMESPACE)
     host.up(n2)
+    again = host.cli(n1, "up")
+    assert again.returncode == 0 and again.stdout.startswith("already up"), again.stdout
+    # a node outside ROOT: the installed units would run another fanout.yaml
+    stray = Topology(host.root / "elsewhere").node("n9", manager="systemd")
+    res = host.ns.fanout("up", "--config", str(stray.config))
+    assert res.returncode != 0 and "does not read this file" in res.stderr, res.stderr
+    assert "fanout systemd-units --config" in res.stderr
     for unit in ("fanout-node@n1.service", "fanout-distributor@n1.service",
                  "fanout-forwarder@n1:n2.service", "fanout-node@n2.service",
                  "fanout-forwarder@n2:n1.service"):
