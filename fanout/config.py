@@ -13,6 +13,8 @@ DEFAULT_MAX_BODY = 64 * 1024 * 1024
 # Room a record needs beside its body when framed for /replicate: header + frame + slack.
 RECORD_OVERHEAD = (1 << 20) + 64
 DEFAULT_MAX_RECORD = DEFAULT_MAX_BODY - RECORD_OVERHEAD  # with the default max_body_size
+# what ``fanout up|down|reload|status`` drive (fanout.supervise.manager)
+MANAGERS = ("supervisord", "systemd")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class NodeConfig:
     group_commit: bool = True
     bootstrap_from: BootstrapFrom | None = None
     limits: Limits = Limits()
+    manager: str = "supervisord"  # who runs the processes: supervisord | systemd
 
     @property
     def base_dir(self) -> Path:
@@ -118,6 +121,7 @@ def load_node_config(path: Path) -> NodeConfig:
         group_commit=sec.boolean("group_commit", True),
         bootstrap_from=_bootstrap_from(sec, kind),
         limits=_limits(sec, record_room(sec.data.get("max_body_size", DEFAULT_MAX_BODY))),
+        manager=sec.choice("manager", MANAGERS, default="supervisord"),
     )
     sec.finish()
     room = record_room(cfg.max_body_size)

@@ -112,9 +112,13 @@ class Forwarder:
         self.state.write()
         watch = DirWatch(self.cfg.source_dir, self.wake)
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        # READY once it serves: state file, watchdog pings and retries all run. A target
+        # that does not answer yet is its state's business (phase connecting/backoff,
+        # degraded in fanout status), not a failed start: systemd would time the start
+        # out and restart it in a loop for as long as the target is down.
+        self.notify.ready(f"forwarding to {self.cfg.sink.endpoint}")
         try:
             await self._connect()
-            self.notify.ready(f"forwarding to {self.cfg.sink.endpoint}")
             await self._loop()
             self.state.set_phase(Phase.STOPPED, "stopped on request")
             return 0

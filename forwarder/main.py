@@ -56,17 +56,26 @@ async def _forward(cfg: TargetConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="fanout-forwarder", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True, help="forwarders.d/<target>.yaml")
+    ap.add_argument("--config", help="forwarders.d/<target>.yaml")
+    ap.add_argument("--instance", metavar="NODE:TARGET",
+                    help="systemd's fanout-forwarder@NODE:TARGET: the target file of the "
+                         "node ROOT/NODE/fanout.yaml (with --root)")
+    ap.add_argument("--root", metavar="ROOT", help="the directory holding every node ROOT/<id>/")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     setup_logging(args.verbose)
+    if (args.config is None) == (args.instance is None) or (args.instance and not args.root):
+        ap.error("give --config FILE, or --instance NODE:TARGET with --root ROOT")
     try:
+        if args.instance:
+            args.config = str(instance_config(Path(args.root), args.instance))
         return _run(Path(args.config))
     except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:
             print(f"Try: {exc.hint}", file=sys.stderr)
-        _record_config_error(Path(args.config), exc)
+        if args.config:
+            _record_config_error(Path(args.config), exc)
         return EXIT_CONFIG
     except InstanceLocked as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -74,6 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOCKED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def instance_config(root: Path, instance: str) -> Path:
+    """``NODE:TARGET`` -> the target file, found through ``ROOT/NODE/fanout.yaml``."""
+    from fanout.config import load_node_config
+
+    node, sep, target = instance.partition(":")
+    node_config = root / node / "fanout.yaml"
+    if not sep or not node or not target or "/" in instance:
+        raise ConfigError(node_config, None, f"instance {instance!r} is not NODE:TARGET")
+    return load_node_config(node_config).targets_dir / f"{target}.yaml"
 
 
 def _record_config_error(config: Path, exc: ConfigError) -> None:

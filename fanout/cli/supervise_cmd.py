@@ -30,15 +30,22 @@ def cmd_supervisord_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from fanout.supervise.control import up
+def _manager(config: str):
+    from fanout.config import load_node_config
+    from fanout.supervise.manager import manager_for
 
-    res = up(Path(args.config), foreground=args.foreground)
+    return manager_for(load_node_config(Path(config)))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    mgr = _manager(args.config)
+    res = mgr.up(Path(args.config), foreground=args.foreground)
+    who = "supervisord" if mgr.name == "supervisord" else "systemd"
     if res.already:
-        print(f"already up: supervisord pid {res.pid}; "
+        print(f"already up: {who} pid {res.pid}; "
               f"to apply target changes: fanout reload --config {args.config}")
         return EXIT_OK
-    print(f"supervisord pid {res.pid}: "
+    print(f"{who} pid {res.pid}: "
           + ", ".join(f"{n} {s}" for n, s in sorted(res.states.items())))
     if not res.all_running:
         from fanout.config import load_node_config
@@ -50,16 +57,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         for p in failed:  # the cause, from the failed program's own log
             exit_ = f", exit {p.exit_status}" if p.exit_status is not None else ""
             print(f"  {p.name} {p.state}{exit_}: {p.detail or 'see its log'}", file=sys.stderr)
-            print(f"    log: {st.state_dir}/logs/{p.name}.log", file=sys.stderr)
+            log = (f"journalctl -u {p.description}" if mgr.name == "systemd"
+                   else f"{st.state_dir}/logs/{p.name}.log")
+            print(f"    log: {log}", file=sys.stderr)
         print(f"Try: fanout status --config {args.config}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from fanout.supervise.control import down
-
-    res = down(Path(args.config))
+    res = _manager(args.config).down(Path(args.config))
     for o in res.orphans:
         print(f"stopped orphan {o}" + (" (killed after the timeout)" if o.pid in res.killed
                                        else ""))
@@ -75,9 +82,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from fanout.supervise.control import reload
-
-    res = reload(Path(args.config))
+    res = _manager(args.config).reload(Path(args.config))
     for name in res.added:
         print(f"added and started {name}")
     for name in res.removed:
@@ -147,19 +152,36 @@ def cmd_alert_listener(args: argparse.Namespace) -> int:
     return listener.serve(sys.stdin.buffer, sys.stdout.buffer)
 
 
+def cmd_alert_unit(args: argparse.Namespace) -> int:
+    from fanout.supervise.alerts import unit_alert
+
+    setup_logging(args.verbose)
+    alert = unit_alert(Path(args.root), args.unit, args.command, args.webhook)
+    print(json.dumps(alert, sort_keys=True))
+    return EXIT_OK
+
+
 def cmd_systemd_units(args: argparse.Namespace) -> int:
     from fanout.config import load_node_config
-    from fanout.supervise.systemd_units import UnitOptions, common_parent, write_units
+    from fanout.supervise.systemd_units import (
+        UnitOptions,
+        data_tree,
+        target_unit,
+        write_units,
+    )
 
     cfg = load_node_config(Path(args.config))
     out = Path(args.out)
-    for path in write_units(cfg, out, UnitOptions(args.user, args.group)):
+    opts = UnitOptions(args.user, args.group, args.alert_command, args.alert_webhook,
+                       watchdog_sec=args.watchdog_sec, restart_sec=args.restart_sec)
+    for path in write_units(cfg, out, opts):
         print(f"wrote {path}")
-    parent = common_parent(cfg)
-    if not parent.is_dir():
-        print(f"note: create {parent} before starting (ReadWritePaths= must exist)")
+    data_tree(cfg).mkdir(exist_ok=True)  # ReadWritePaths= must exist before the start
+    if cfg.manager != "systemd":
+        print(f"note: set manager: systemd in {cfg.source} so that fanout up|down|reload|"
+              "status drive systemctl")
     print(f"install: cp {out}/fanout* /etc/systemd/system/ && systemctl daemon-reload "
-          f"&& systemctl enable --now fanout.target")
+          f"&& fanout up --config {cfg.source} && systemctl enable {target_unit(cfg.id)}")
     return EXIT_OK
 
 
@@ -204,6 +226,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("systemd-units", help="render systemd units for this node")
     s.add_argument("--config", required=True)
     s.add_argument("--out", required=True, metavar="DIR")
-    s.add_argument("--user", help="User= of the services (default: none, i.e. root)")
-    s.add_argument("--group", help="Group= of the services")
+    s.add_argument("--user", help="User= of the services (default: the owner of ROOT, "
+                                  "the directory holding the node directories)")
+    s.add_argument("--group", help="Group= of the services (default: ROOT's group)")
+    s.add_argument("--alert-command", metavar="CMD",
+                   help="run (sh -c) for each alert, the alert as JSON on stdin")
+    s.add_argument("--alert-webhook", metavar="URL", help="POST each alert as JSON here")
+    s.add_argument("--watchdog-sec", type=float, default=30.0, metavar="S",
+                   help="WatchdogSec=: a process whose main loop hangs this long is "
+                        "killed and restarted (default 30)")
+    s.add_argument("--restart-sec", type=float, default=2.0, metavar="S",
+                   help="RestartSec= (default 2)")
     s.set_defaults(func=cmd_systemd_units)
+
+    s = sub.add_parser("alert-unit", help="OnFailure= hook of the systemd units "
+                                          "(run by fanout-alert@.service)")
+    s.add_argument("--root", required=True)
+    s.add_argument("--unit", required=True)
+    s.add_argument("--command", metavar="CMD")
+    s.add_argument("--webhook", metavar="URL")
+    s.set_defaults(func=cmd_alert_unit)

@@ -47,6 +47,9 @@ def init_node(directory: Path, node_id: str, listen: str, store: str = "sqlite",
                           hint="choose another DIR, or pass --force")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "forwarders.d").mkdir(exist_ok=True)
+    # The data tree exists from the start: systemd's ReadWritePaths= names it, and a unit
+    # naming a missing path fails with 226/NAMESPACE before the node could create it.
+    (directory / "data").mkdir(exist_ok=True)
     sec = directory / "secrets"
     sec.mkdir(mode=0o700, exist_ok=True)
     os.chmod(sec, 0o700)

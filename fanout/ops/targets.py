@@ -219,14 +219,21 @@ def _unsafe_to_delete(src: Path, node: NodeConfig) -> str | None:
 
 def _stop_forwarder(node: NodeConfig, name: str, state_dir: Path) -> str:
     """Under supervisord: reload (the target file is gone, so its group is stopped and
-    removed). Whatever still holds its instance lock then (a forwarder started by hand,
-    an orphan) is stopped by its pid."""
+    removed); under systemd the same through systemctl. Whatever still holds its
+    instance lock then (a forwarder started by hand, an orphan) is stopped by its pid."""
     from fanout.supervise import control, orphans
     from fanout.supervise.paths import SupervisePaths
     from fanout.supervise.rpc import Unreachable
 
     said = "no forwarder was running"
-    if SupervisePaths.of(node).socket.exists():
+    if node.manager == "systemd":
+        from fanout.supervise.systemd import SystemdError, SystemdManager
+
+        with contextlib.suppress(SystemdError):
+            res = SystemdManager().reload(node.source)
+            if f"forwarder-{name}" in res.removed:
+                said = f"forwarder-{name} stopped and removed from fanout@{node.id}.target"
+    elif SupervisePaths.of(node).socket.exists():
         with contextlib.suppress(Unreachable):
             res = control.reload(node.source)
             if f"forwarder-{name}" in res.removed:

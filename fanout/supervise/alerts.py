@@ -191,3 +191,43 @@ class AlertListener:
             stdout.write(b"RESULT 2\nOK")
             stdout.flush()
 
+
+
+def unit_alert(root: Path, unit: str, command: str | None = None,
+               webhook: str | None = None) -> dict[str, Any]:
+    """``OnFailure=`` under systemd (``fanout-alert@<failed unit>.service``): the same alert
+    as the event listener's FATAL (alerts.jsonl line, command, webhook), with what
+    ``systemctl show`` says about the failure."""
+    from fanout.config import load_node_config
+    from fanout.supervise.systemd import journal_error, parse_unit, show
+
+    node_id, name = parse_unit(unit)
+    cfg = load_node_config(root / node_id / "fanout.yaml")
+    props = show([unit])[unit]
+    listener = AlertListener(cfg.id, SupervisePaths.of(cfg), command, webhook)
+    data = {"processname": name, "groupname": name,
+            "from_state": props.get("ActiveState", "?"), "expected": "0"}
+    if (pid := props.get("MainPID", "0")) and pid != "0":
+        data["pid"] = pid
+    alert = listener.build("FATAL", data)
+    status = int(props.get("ExecMainStatus") or 0)
+    result = props.get("Result", "?")
+    alert["unit"] = unit
+    alert["result"] = result
+    alert["restarts"] = int(props.get("NRestarts") or 0)
+    if props.get("ExecMainCode") == "1":  # CLD_EXITED: the status is an exit code
+        alert["exitStatus"] = status
+        how = f"exit {status}"
+    else:
+        how = f"signal {status}" if status else result
+    alert["message"] = f"{name} failed ({result}, {how}); systemd does not restart it"
+    detail = journal_error(unit)
+    if detail and "detail" not in alert:
+        alert["detail"] = detail
+    target = alert.get("target")
+    if "detail" not in alert and target is not None:
+        st = ForwarderState.read(forwarder_state_path(cfg.state_dir, target))
+        if st is not None and st.last_error is not None:
+            alert["detail"] = st.last_error.message
+    listener.emit(alert)
+    return alert

@@ -20,7 +20,6 @@ Health, and the exit code of ``fanout status``:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import re
@@ -48,7 +47,6 @@ from fanout.supervise.orphans import Orphan
 from fanout.supervise.orphans import find as find_orphans
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import ALERTS, DISTRIBUTOR, FORWARDER_PREFIX, NODE, target_of
-from fanout.supervise.rpc import ProcessInfo, Supervisor, Unreachable
 from fanout.target_config import target_files
 
 STALE_AFTER = 15.0  # seconds without a state file write from a RUNNING process
@@ -71,6 +69,7 @@ class SupervisorView:
     pid: int | None = None
     state: str | None = None
     error: str | None = None
+    manager: str = "supervisord"  # or systemd: who runs the processes
 
 
 @dataclass
@@ -205,24 +204,16 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
            cpu_interval: float = 0.3) -> Status:
     """Everything ``fanout status`` shows, judged. A new sampler (a one-shot status)
     measures CPU over ``cpu_interval``; a kept one (``--watch``) since its last call."""
+    from fanout.supervise.manager import manager_for
+
     paths = SupervisePaths.of(cfg)
     now = time.time()
-    sv_view = SupervisorView(str(paths.socket), reachable=False)
-    infos: list[ProcessInfo] = []
-    with Supervisor(paths.socket, timeout=5.0) as sv:
-        try:
-            sv_view.pid = sv.pid()
-            sv_view.state = sv.state()
-            infos = sv.processes()
-            sv_view.reachable = True
-        except Unreachable as exc:
-            sv_view.error = str(exc)
+    obs = manager_for(cfg).observe(cfg, now)
+    sv_view = SupervisorView(obs.address, obs.reachable, obs.pid, obs.state, obs.error,
+                             manager=obs.manager)
+    infos = obs.processes
     live = [i for i in infos if i.pid > 0]
-    running = [(i.name, i.pid, float(i.start)) for i in live if i.statename == "RUNNING"]
-    if running:  # only starts that reached RUNNING, as the listener records them
-        with contextlib.suppress(OSError):  # a read-only user still gets a status
-            restarts.record(paths.restarts, running, now)
-    counts = restarts.counts(paths.restarts, now)
+    counts = obs.restarts_5m
     if sampler is None:
         sampler = CpuSampler()
         sampler.prime([i.pid for i in live])
@@ -248,8 +239,7 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
         if info.statename == "EXITED":
             row.exit_status = info.exitstatus
         elif info.statename in ("FATAL", "BACKOFF"):
-            # supervisord reports 0 for an exit before startsecs: its log has the truth
-            row.exit_status = last_exit_status(paths.logs_dir / "supervisord.log", info.name)
+            row.exit_status = obs.exit_status.get(info.name, info.exitstatus)
         st.processes.append(row)
 
     names = [p.stem for p in target_files(cfg.targets_dir)]
@@ -262,7 +252,8 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
     st.processes.sort(key=lambda r: (order[r.kind], r.name))
     for row in st.processes:
         if row.state in DOWN_STATES or (row.state == "RUNNING" and row.kind == "forwarder"):
-            row.detail = _detail(paths, row, st)
+            row.detail = obs.details.get(row.name) if row.state != "RUNNING" else None
+            row.detail = row.detail or _detail(paths, row, st)
     judge(st, now)
     return st
 
@@ -336,15 +327,16 @@ def judge(st: Status, now: float | None = None) -> None:
     down: list[str] = []
     degraded: list[str] = []
     for o in st.orphans:
-        down.append(f"orphan: {o} runs without supervisord knowing it; "
+        down.append(f"orphan: {o} runs without {st.supervisor.manager} knowing it; "
                     "stop it with fanout down")
     if not st.supervisor.reachable:
-        down.append(f"supervisord is not running ({st.supervisor.error or 'no answer'})")
+        down.append(f"{st.supervisor.manager} is not running "
+                    f"({st.supervisor.error or 'no answer'})")
     else:
         for required in (NODE, DISTRIBUTOR):
             row = st.process(required)
             if row is None:
-                down.append(f"{required}: no such program in supervisord")
+                down.append(f"{required}: no such program in {st.supervisor.manager}")
             elif row.state != "RUNNING":
                 down.append(f"{required} is {row.state}" + (f": {row.detail}" if row.detail
                                                              else ""))

@@ -75,6 +75,7 @@ def as_json(st: Status) -> dict[str, Any]:
             "lastError": error_json(ds.last_error) if ds else None,
         },
         "supervisor": {
+            "manager": st.supervisor.manager,
             "reachable": st.supervisor.reachable,
             "pid": st.supervisor.pid,
             "state": st.supervisor.state,
@@ -134,8 +135,8 @@ def table(st: Status) -> str:
     lines = [f"fanout node {st.node_id}: {st.health.name} (exit {int(st.health)})"]
     lines += [f"  - {r}" for r in st.reasons]
     sv = st.supervisor
-    lines.append(f"supervisord: pid {sv.pid}, {sv.state}" if sv.reachable
-                 else f"supervisord: not running ({sv.socket})")
+    lines.append(f"{sv.manager}: pid {sv.pid}, {sv.state}" if sv.reachable
+                 else f"{sv.manager}: not running ({sv.socket})")
     node = st.node
     if node is not None:
         lines.append(f"node last log tick: {node.last_log_tick}")
@@ -148,7 +149,7 @@ def table(st: Status) -> str:
         lines += _grid(["PROCESS", "STATE", "PID", "UPTIME", "CPU%", "RSS MB", "RESTARTS/5M"],
                        rows, right={2, 3, 4, 5, 6})
     else:
-        lines.append("no process information: supervisord is not running")
+        lines.append(f"no process information: {sv.manager} is not running")
     if st.orphans:
         lines.append("")
         lines += _grid(["ORPHAN", "PID", "COMMAND"],

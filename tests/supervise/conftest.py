@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
 from fanout.testing import NodeProc, Topology, fanout_cmd
+from tests.supervise.systemd_ns import BUILD, SystemdHost, unavailable
 
 
 class Supervised:
@@ -98,3 +102,24 @@ def supervised(topo: Topology) -> Iterator[Supervised]:
         yield s
     finally:
         s.kill_everything()
+
+
+@pytest.fixture
+def systemd_host() -> Iterator[SystemdHost]:
+    why = unavailable()
+    if why:
+        pytest.skip(f"no namespaced systemd here: {why}")
+    root = BUILD / uuid.uuid4().hex[:10]
+    root.mkdir(parents=True)
+    sentinel = Path("/tmp") / f"fanout-systemd-sentinel-{root.name}"
+    sentinel.write_text("the host's /tmp must survive a namespaced systemd\n")
+    h = SystemdHost(root)
+    try:
+        yield h
+    finally:
+        h.ns.close()
+        h.topo.close()
+        survived = sentinel.exists()
+        sentinel.unlink(missing_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
+        assert survived, "the namespaced systemd emptied the host's /tmp"
