@@ -32,7 +32,7 @@ def cmd_supervisord_config(args: argparse.Namespace) -> int:
 
 def _manager(config: str):
     from fanout.config import load_node_config
-    from fanout.supervise.manager import manager_for
+    from fanout.supervise.managers import manager_for
 
     return manager_for(load_node_config(Path(config)))
 

@@ -46,12 +46,3 @@ class Manager(Protocol):
 
     def observe(self, cfg: NodeConfig, now: float) -> Observation: ...
 
-
-def manager_for(cfg: NodeConfig) -> Manager:
-    if cfg.manager == "systemd":
-        from fanout.supervise.systemd import SystemdManager
-
-        return SystemdManager()
-    from fanout.supervise.supervisord import SupervisordManager
-
-    return SupervisordManager()

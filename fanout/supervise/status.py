@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +203,7 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
            cpu_interval: float = 0.3) -> Status:
     """Everything ``fanout status`` shows, judged. A new sampler (a one-shot status)
     measures CPU over ``cpu_interval``; a kept one (``--watch``) since its last call."""
-    from fanout.supervise.manager import manager_for
+    from fanout.supervise.managers import manager_for
 
     paths = SupervisePaths.of(cfg)
     now = time.time()
@@ -258,21 +257,6 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
     return st
 
 
-_EXITED = re.compile(r"exited: (\S+) \(exit status (\d+);")
-
-
-def last_exit_status(log_path: Path, name: str, limit: int = 65536) -> int | None:
-    """The exit status of ``name``'s last exit as supervisord logged it ("exited: node
-    (exit status 1; not expected)"); None if the log does not say (a signal, say)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - limit))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    found = [int(m.group(2)) for m in _EXITED.finditer(text) if m.group(1) == name]
-    return found[-1] if found else None
 
 
 def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 from pathlib import Path
 
 from fanout.config import NodeConfig
@@ -25,7 +27,6 @@ class SupervisordManager:
         return control.reload(config)
 
     def observe(self, cfg: NodeConfig, now: float) -> Observation:
-        from fanout.supervise.status import last_exit_status
 
         paths = SupervisePaths.of(cfg)
         obs = Observation(self.name, str(paths.socket), reachable=False)
@@ -51,3 +52,19 @@ class SupervisordManager:
                 obs.exit_status[i.name] = last_exit_status(
                     paths.logs_dir / "supervisord.log", i.name)
         return obs
+
+_EXITED = re.compile(r"exited: (\S+) \(exit status (\d+);")
+
+
+def last_exit_status(log_path: Path, name: str, limit: int = 65536) -> int | None:
+    """The exit status of ``name``'s last exit as supervisord logged it ("exited: node
+    (exit status 1; not expected)"); None if the log does not say (a signal, say)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = [int(m.group(2)) for m in _EXITED.finditer(text) if m.group(1) == name]
+    return found[-1] if found else None
