@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fanout.confload import Section, read_yaml
+from fanout.tlsconfig import NO_CLIENT_TLS, ClientTLS, ServerTLS, client_tls, server_tls
 
 # The id grammar allows a hyphen ("paris-1"): it is unambiguous in datalog file names
 # because the seq before it has a fixed 20 digits.
@@ -55,6 +56,7 @@ class BootstrapFrom:
     url: str
     token_file: Path
     timeout: float = 120.0  # give up (exit non-zero) if the seed cannot be read by then
+    tls: ClientTLS = NO_CLIENT_TLS  # verifying an https seed (and our client certificate)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class NodeConfig:
     group_commit: bool = True
     bootstrap_from: BootstrapFrom | None = None
     limits: Limits = Limits()
+    tls: ServerTLS | None = None  # serve HTTPS (mutual TLS with client_ca_file)
+    require_tls: bool = False  # refuse targets that send a token in clear over a network
 
     @property
     def base_dir(self) -> Path:
@@ -80,7 +84,8 @@ class NodeConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 def parse_listen(sec: Section, key: str) -> tuple[str, int]:
@@ -119,6 +124,8 @@ def load_node_config(path: Path) -> NodeConfig:
         group_commit=sec.boolean("group_commit", True),
         bootstrap_from=_bootstrap_from(sec, kind),
         limits=_limits(sec, record_room(sec.data.get("max_body_size", DEFAULT_MAX_BODY))),
+        tls=server_tls(sec),
+        require_tls=sec.boolean("require_tls", False),
     )
     sec.finish()
     room = record_room(cfg.max_body_size)
@@ -143,8 +150,12 @@ def _bootstrap_from(sec: Section, store_kind: str) -> BootstrapFrom | None:
     if not url.startswith(("http://", "https://")):
         raise b.error("url", f"must be an http(s) URL (got {url!r})")
     result = BootstrapFrom(url.rstrip("/"), b.path("token_file", required=True),  # type: ignore[arg-type]
-                           b.number("timeout", 120.0, minimum=1.0))
+                           b.number("timeout", 120.0, minimum=1.0), client_tls(b))
     b.finish()
+    if sec.data.get("require_tls") is True:
+        from fanout.tlsconfig import check_require_tls
+
+        check_require_tls(True, sec.file, result.url, "bootstrap_from.url")
     return result
 
 

@@ -7,6 +7,8 @@ add``, the forwarder's start and the distributor's load of ``forwarders.d/``.
   checked before any path is built from it.
 - A target whose endpoint is the node itself would replicate the node into itself.
 - Two targets on one endpoint would each deliver everything twice and race on marks.
+- ``require_tls: true`` in fanout.yaml: a plain ``http://`` endpoint that is not loopback
+  would send the target's token in clear.
 - A source directory inside ``datalog_dir`` (``.tmp/`` included) is scanned as data by the
   distributor and cleaned by the node's recovery.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from fanout.config import NodeConfig
 from fanout.errors import ConfigError
+from fanout.tlsconfig import check_require_tls
 
 TARGET_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 TARGET_NAME_RULE = "1 to 64 of [A-Za-z0-9_.-], not starting with '.' or '-'"
@@ -99,6 +102,7 @@ def check_target(source: Path, name: str, endpoint: str, source_dir: Path,
             raise ConfigError(source, "sink.endpoint",
                               f"{endpoint} is this node itself ({node.id}, listening on "
                               f"{node.host}:{node.port}): it would replicate into itself")
+        check_require_tls(node.require_tls, source, endpoint, "sink.endpoint")
     key = endpoint_key(endpoint)
     for other, (path, other_endpoint) in sorted(siblings.items()):
         if other != name and endpoint_key(other_endpoint) == key:

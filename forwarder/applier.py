@@ -29,6 +29,7 @@ from fanout.errors import (
 from fanout.sdnotify import Notifier
 from fanout.state import Cursor, NodeState, cursor_path, node_state_path
 from fanout.statefile import iso_now
+from fanout.tlsconfig import TLS_ERRORS
 from forwarder.config import TargetConfig
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
@@ -281,7 +282,7 @@ class Forwarder:
         try:
             assert self.cfg.node_config is not None
             source = local_endpoint(load_node_config(self.cfg.node_config))
-            target = Endpoint(self.cfg.sink.endpoint, self.cfg.sink.secret())
+            target = Endpoint(self.cfg.sink.endpoint, self.cfg.sink.secret(), self.cfg.sink.tls)
             result = await copy_snapshot(source, target, replace=True)
         except FanoutError as exc:
             raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
@@ -393,9 +394,10 @@ class Forwarder:
                 with contextlib.suppress(SinkError):
                     self._target_marks = await self._fetch_marks()
             if self.failures.count and self.state.last_error is not None and \
-                    self.state.last_error.error_num in (ERROR_NO_RESPONSE,
-                                                        ERROR_INVALID_RESPONSE,
-                                                        ERROR_ID_COLLISION):
+                    (self.state.last_error.error_num in (ERROR_NO_RESPONSE,
+                                                         ERROR_INVALID_RESPONSE,
+                                                         ERROR_ID_COLLISION)
+                     or self.state.last_error.error_num in TLS_ERRORS):
                 self.state.last_error = None  # an outage that is over is not a current error
             self.failures.recovered()
             self.backoff.reset()

@@ -51,6 +51,11 @@ async def _forward(cfg: TargetConfig) -> int:
     loop.add_signal_handler(signal.SIGUSR1, fwd.wake.set)  # fanout pause/resume
     log.info("forwarder %s: %s -> %s (%s)", cfg.target, cfg.source_dir, cfg.sink.endpoint,
              cfg.sink.type)
+    from fanout.tlsconfig import insecure_reason
+
+    why = insecure_reason(cfg.sink.endpoint)
+    if why:
+        log.warning("forwarder %s: insecure target: %s", cfg.target, why)
     return await fwd.run()
 
 

@@ -118,7 +118,8 @@ def bootstrap(config: Path, name: str, replace: bool, start: bool = True) -> dic
     print(f"distributor links every new datalog file for {name}; taking the snapshot",
           file=sys.stderr)
     result = asyncio.run(copy_snapshot(local_endpoint(cfg), Endpoint(t.sink.endpoint,
-                                                                      t.sink.secret()),
+                                                                      t.sink.secret(),
+                                                                      t.sink.tls),
                                        replace, _progress))
     resume(t)
     result["forwarder"] = start_forwarder(cfg, name) if start else "not started"

@@ -33,7 +33,7 @@ from fanout.errors import ConfigError, FanoutError
 from fanout.node.tokens import load_tokens
 from fanout.supervise import orphans, restarts
 from fanout.supervise.paths import SupervisePaths
-from fanout.supervise.programs import DISTRIBUTOR
+from fanout.supervise.programs import DISTRIBUTOR, NODE
 from fanout.supervise.rpc import RPCFault, Supervisor, Unreachable
 from fanout.supervise.supervisord_conf import write_config, write_programs
 from fanout.targetcheck import check_target_file
@@ -234,5 +234,9 @@ def reload(config: Path) -> ReloadResult:
             # the distributor re-reads forwarders.d/ on SIGHUP instead of within seconds
             with contextlib.suppress(RPCFault):
                 sv.signal(DISTRIBUTOR, "HUP")
+        if cfg.tls is not None:
+            # the node re-reads its certificate files (a renewal needs no restart)
+            with contextlib.suppress(RPCFault):
+                sv.signal(NODE, "HUP")
     return ReloadResult(sorted(added), sorted(removed), sorted(changed), errors)
 
