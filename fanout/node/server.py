@@ -162,9 +162,11 @@ async def serve(cfg: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     headroom = FdHeadroom(cfg.limits.fd_reserve)
     # TLS: the guard still decides per accepted connection; a handshake not done within
-    # HANDSHAKE_TIMEOUT (garbage, a truncated ClientHello, a silent client) is dropped.
+    # limits.idle_timeout (10 s at most) is dropped: garbage, a truncated ClientHello or a
+    # silent client never holds a file descriptor for long.
     tls_kw: dict[str, object] = {} if certs is None else {
-        "ssl": certs.listener, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT}
+        "ssl": certs.listener,
+        "ssl_handshake_timeout": min(HANDSHAKE_TIMEOUT, cfg.limits.idle_timeout)}
     try:
         listener = await loop.create_server(
             guarded_factory(runner.server, headroom),  # type: ignore[arg-type]

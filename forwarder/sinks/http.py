@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import zlib
 
 import aiohttp
 
 from fanout.tlsconfig import ClientTLS
-from forwarder.sinks.base import SinkUnavailable, invalid_response
+from forwarder.sinks.base import SinkUnavailable
 
 # Replies are a small JSON document or an error text: anything larger, as sent or once
 # inflated, is a hostile or mistaken target, answered with 1401 and retried, never read.
 MAX_REPLY = 1 << 20
+log = logging.getLogger("fanout.forwarder")
 
 
 def make_session(
@@ -41,13 +43,31 @@ NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSErr
 
 
 class Transport:
-    """An endpoint's TLS settings and context, built once at start (a key file that is not
-    private, or a certificate that does not load, stops the forwarder with 1410)."""
+    """An endpoint's TLS settings and context. Built at start (a key file that is not
+    private, or a certificate that does not load, stops the forwarder with 1410); re-read
+    after every TLS failure and on SIGHUP, so a fixed or renewed certificate file is used
+    without a restart (a file that does not load then keeps the previous context)."""
 
     def __init__(self, endpoint: str, tls: ClientTLS):
         self.endpoint = endpoint
         self.tls = tls
         self.context = tls.context() if endpoint.startswith("https://") else None
+
+    @property
+    def ssl(self) -> ssl.SSLContext | bool:
+        """aiohttp's per-request ``ssl`` argument (a new context means new connections)."""
+        return self.context if self.context is not None else True
+
+    def reload(self) -> None:
+        if self.context is None:
+            return
+        from fanout.errors import ConfigError
+
+        try:
+            self.context = self.tls.context()
+        except ConfigError as exc:
+            log.error("TLS files of %s cannot be loaded, keeping the previous ones: %s",
+                      self.endpoint, exc)
 
     async def failure(self, exc: BaseException, url: str) -> SinkUnavailable:
         """The retryable error a failed request means; a TLS failure gets its own error
@@ -57,6 +77,7 @@ class Transport:
 
             found = await diagnose(exc, self.endpoint, self.tls, self.context)
             if found is not None:
+                self.reload()  # the operator may be fixing a file: the next try reads it
                 return SinkUnavailable(found.message, None, found.error_num)
         return unavailable(exc, url)
 
