@@ -10,7 +10,7 @@ import zlib
 import aiohttp
 
 from fanout.tlsconfig import ClientTLS
-from forwarder.sinks.base import SinkUnavailable
+from forwarder.sinks.base import SinkUnavailable, invalid_response
 
 # Replies are a small JSON document or an error text: anything larger, as sent or once
 # inflated, is a hostile or mistaken target, answered with 1401 and retried, never read.
