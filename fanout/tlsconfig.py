@@ -138,8 +138,10 @@ def client_tls(sec: Section) -> ClientTLS:
     if (result.cert_file is None) != (result.key_file is None):
         raise t.error("cert_file", "give both cert_file and key_file, or neither")
     t.finish()
-    if result.key_file is not None:
-        check_private(result.key_file, "TLS key file")
+    try:
+        result.context()  # every file exists, loads, and the key is private: else exit 78
+    except ConfigError as exc:
+        raise ConfigError(sec.file, t.prefix.rstrip("."), str(exc), exc.hint) from None
     return result
 
 
