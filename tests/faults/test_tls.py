@@ -8,13 +8,14 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fanout.testing import HTTPError, NodeProc, eventually, wait_until
+from fanout.testing import HTTPError, NodeProc, eventually, fanout_cmd, wait_until
 from fanout.tlsconfig import (
     ERROR_TLS_CLIENT_CERT_REFUSED,
     ERROR_TLS_CLIENT_CERT_REQUIRED,
@@ -295,3 +296,40 @@ def _closed(s: socket.socket) -> bool:
         return False
     except OSError:
         return True
+
+
+def test_bootstrap_and_bootstrap_from_over_mutual_tls(net: NetTopology, pki: PKI) -> None:
+    """``fanout bootstrap`` reads the local node over its own TLS and restores into an https
+    target with the target file's certificates; a memory node re-syncs from an https seed
+    with ``bootstrap_from.tls``."""
+    p, e = tls_node(net, pki, "p"), tls_node(net, pki, "e")
+    net.start_nodes()
+    write_series(p, "pre", 30)  # history e does not have
+    client = pki.client()
+    tls_link(net, p, e, client)
+    net.distributor(p).start()
+    wait_until(lambda: (p.state_dir / "distributor.json").exists(), 30,
+               what="the distributor")
+    res = subprocess.run([*net.prefix(p), *fanout_cmd("bootstrap", "--config", str(p.config),
+                                                      "--target", "e")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "restored" in res.stdout
+    net.start()
+    write_series(p, "post", 10)
+    net.wait_converged(p, [e], timeout=60)
+
+    m = tls_node(net, pki, "m", store="memory")
+    seed = m.dir / "secrets" / "seed.token"
+    seed.write_text(p.tokens["replicator"])
+    os.chmod(seed, 0o600)
+    mine = pki.client()
+    data = yaml.safe_load(m.config.read_text())
+    data["bootstrap_from"] = {"url": p.url, "token_file": "secrets/seed.token",
+                              "tls": {"ca_file": str(mine.ca_file),
+                                      "cert_file": str(mine.cert_file),
+                                      "key_file": str(mine.key_file)}}
+    m.config.write_text(yaml.safe_dump(data))
+    m.start_and_wait(60)
+    assert "re-synced from" in m.log_text()
+    assert net.fetch_all(m) == net.fetch_all(p)
