@@ -19,7 +19,7 @@ from fanout.node.app import Node, build_app
 from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
 from fanout.node.guard import FdHeadroom, guarded_factory, raise_nofile
-from fanout.node.tlsserver import ServerCerts
+from fanout.node.tlsserver import ServerCerts, quiet_bad_server_names
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
 from fanout.state import Collision, Divergence, NodeState, ReplicationFigures, node_state_path
@@ -151,6 +151,8 @@ async def serve(cfg: NodeConfig) -> None:
         node_state(node, True, "bootstrapping").write(state_path)
         await resync_from_seed(node)
     quiet_bad_requests()
+    if certs is not None:
+        quiet_bad_server_names()
     # keepalive_timeout runs from the moment a connection is accepted until its request's
     # headers are complete, and again between requests: it closes idle connections and
     # slow-loris header senders alike. Bodies are inflated by read_body (bounded, after

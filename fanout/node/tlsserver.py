@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
+import time
 from typing import Any
 
 from fanout.errors import ConfigError
@@ -71,3 +73,31 @@ class ServerCerts:
         log.warning("TLS: reloaded %s (%s, valid %s to %s)", self.tls.cert_file, subject,
                     start, end)
         return True
+
+
+class _BadServerNames:
+    """A ClientHello whose server name is not ASCII fails in the ssl module before our SNI
+    callback runs, and Python prints it as an "Exception ignored" traceback: one per
+    connection, a log flood anyone can cause. Those are counted and logged once a minute;
+    every other unraisable exception still goes to the default hook."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged = 0.0
+        self._default = sys.unraisablehook
+
+    def __call__(self, info: Any) -> None:
+        if isinstance(info.exc_value, UnicodeError) and isinstance(info.object, bytes):
+            self.count += 1
+            now = time.monotonic()
+            if now - self._logged > 60:
+                self._logged = now
+                log.warning("TLS: refused handshakes whose server name is not ASCII "
+                            "(%d so far)", self.count)
+            return
+        self._default(info)
+
+
+def quiet_bad_server_names() -> None:
+    if not isinstance(sys.unraisablehook, _BadServerNames):
+        sys.unraisablehook = _BadServerNames()

@@ -255,8 +255,10 @@ def test_fuzzed_handshakes_never_take_the_node_down(net: NetTopology, pki: PKI) 
     held = []
     for i in range(300):
         s = socket.create_connection((host, 8080), 10)
-        kind = i % 4
-        if kind == 0:
+        kind = i % 5
+        if kind == 4:  # a server name that is not ASCII
+            s.sendall(hello.replace(b"example", b"e\xc0ample"))
+        elif kind == 0:
             s.sendall(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 600))))
         elif kind == 1:
             s.sendall(hello[:rng.randrange(1, len(hello))])  # truncated ClientHello
