@@ -163,16 +163,20 @@ async def serve(cfg: NodeConfig) -> None:
     await runner.setup()
     loop = asyncio.get_running_loop()
     headroom = FdHeadroom(cfg.limits.fd_reserve)
-    # TLS: the guard still decides per accepted connection; a handshake not done within
+    # TLS: the guard decides at accept, before any handshake; a handshake not done within
     # limits.idle_timeout (10 s at most) is dropped: garbage, a truncated ClientHello or a
     # silent client never holds a file descriptor for long.
-    tls_kw: dict[str, object] = {} if certs is None else {
-        "ssl": certs.listener,
-        "ssl_handshake_timeout": min(HANDSHAKE_TIMEOUT, cfg.limits.idle_timeout)}
+    factory = guarded_factory(
+        runner.server, headroom,  # type: ignore[arg-type]
+        certs.listener if certs is not None else None,
+        min(HANDSHAKE_TIMEOUT, cfg.limits.idle_timeout))
+    # asyncio accepts up to `backlog` connections in one go before any protocol factory
+    # (hence the headroom check) runs; TLS set-up per connection makes those bursts long,
+    # so with TLS a burst is kept under the reserve (else accept() itself hits EMFILE).
+    backlog = 100 if certs is None else max(8, min(100, cfg.limits.fd_reserve // 2))
     try:
-        listener = await loop.create_server(
-            guarded_factory(runner.server, headroom),  # type: ignore[arg-type]
-            cfg.host, cfg.port, reuse_address=True, **tls_kw)  # type: ignore[arg-type]
+        listener = await loop.create_server(factory, cfg.host, cfg.port, reuse_address=True,
+                                            backlog=backlog)
     except OSError as exc:  # port in use, address not local: say so, not a traceback
         await runner.cleanup()
         await node.committer.stop()
