@@ -143,3 +143,19 @@ def test_node_serves_api_and_metrics_over_mutual_tls(short_tmp: Path, ca: Path) 
         assert n.alive()
     finally:
         n.kill()
+
+
+def test_require_tls_refuses_a_plain_seed(short_tmp: Path) -> None:
+    n = NodeProc.init(short_tmp / "m", "m", "memory")
+    seed = n.dir / "secrets" / "seed.token"
+    seed.write_text("x" * 20)
+    os.chmod(seed, 0o600)
+    data = yaml.safe_load(n.config.read_text())
+    data.update(require_tls=True, bootstrap_from={"url": "http://192.0.2.1:8080",
+                                                  "token_file": "secrets/seed.token"})
+    n.config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"bootstrap_from\.url: .*require_tls"):
+        load_node_config(n.config)
+    data["bootstrap_from"]["url"] = "http://127.0.0.1:8080"  # loopback: allowed
+    n.config.write_text(yaml.safe_dump(data))
+    assert load_node_config(n.config).require_tls is True
