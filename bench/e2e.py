@@ -113,9 +113,10 @@ class Run:
 def start_run(cluster: Cluster, args: argparse.Namespace, watched: list[str],
               always: bool = False) -> Run:
     prim = cluster.nodes[ORIGIN]
-    writer = Writer(prim.url, prim.tokens["ingest"], args.rate, args.points, threads=8)
+    writer = Writer(prim.url, prim.tokens["ingest"], args.rate, args.points, threads=8,
+                    ssl_context=prim.ssl_context)
     probes = {n: Probe(n, cluster.nodes[n].url, cluster.nodes[n].tokens["reader"], ORIGIN,
-                       args.poll, writer) for n in watched}
+                       args.poll, writer, cluster.nodes[n].ssl_context) for n in watched}
     for p in probes.values():
         p.always = always
         p.start()
@@ -162,7 +163,7 @@ def pyspy(pids: dict[str, int], seconds: float, out: Path) -> list[tuple[str, Pa
 def run_fanout(args: argparse.Namespace, root: Path, out: Path) -> dict[str, Any]:
     names = [f"t{i}" for i in range(1, args.targets + 1)]
     frozen = names[-1]
-    cl = fan_out(root / "fan", args.targets)
+    cl = fan_out(root / "fan", args.targets, args.tls)
     say(f"== fan-out: primary + {args.targets} targets under supervisord in {cl.root}")
     run: Run | None = None
     try:
@@ -338,7 +339,7 @@ def cpu_figures(c0: dict[str, float], c1: dict[str, float], dur: float, points: 
 
 def run_chain(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     hops = ["A", "B", "C", "D"]
-    cl = chain(root / "chain", tuple(hops))
+    cl = chain(root / "chain", tuple(hops), args.tls)
     say(f"== chain: primary -> {' -> '.join(hops)} (log_remote_changes) in {cl.root}")
     steady_s = max(5.0, args.phase / 3)
     run: Run | None = None
@@ -501,6 +502,8 @@ def main() -> int:
     ap.add_argument("--points", type=int, default=100, help="points per request")
     ap.add_argument("--poll", type=float, default=0.005, help="marks poll interval, s")
     ap.add_argument("--no-chain", action="store_true", help="skip the chain topology")
+    ap.add_argument("--tls", action="store_true",
+                    help="every link over mutual TLS (compare with a run without)")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy the primary's processes and t1 during steady")
     args = ap.parse_args()

@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from fanout.testing import Client
 
@@ -50,6 +51,7 @@ class Writer:
     acks: list[tuple[int, float, float]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     late: int = 0  # requests sent more than one interval after they were due
+    ssl_context: Any = None  # an https primary (e2e.py --tls)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -93,7 +95,7 @@ class Writer:
 
     def _run(self) -> None:
         period = 1.0 / self.rate
-        conn = Client(self.url, self.token, timeout=30.0)
+        conn = Client(self.url, self.token, timeout=30.0, ssl_context=self.ssl_context)
         try:
             while not self._stop.is_set():
                 k = self._slot()
@@ -141,7 +143,7 @@ class Probe:
     poll hanging on it); ``resume()`` starts polling again at once."""
 
     def __init__(self, name: str, url: str, token: str, origin: str, interval: float,
-                 writer: Writer | None = None):
+                 writer: Writer | None = None, ssl_context: Any = None):
         self.name = name
         self.origin = origin
         self.interval = interval
@@ -152,7 +154,7 @@ class Probe:
         self.polls = 0
         self.errors = 0
         self.rtt_sum = 0.0
-        self._conn = Client(url, token, timeout=2.0)
+        self._conn = Client(url, token, timeout=2.0, ssl_context=ssl_context)
         self._stop = threading.Event()
         self._run_ok = threading.Event()
         self._run_ok.set()

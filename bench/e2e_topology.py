@@ -43,9 +43,31 @@ class Cluster:
     nodes: dict[str, NodeProc] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)  # (source, target)
     frozen: set[int] = field(default_factory=set)
+    tls: bool = False  # every node serves mutual TLS, every forwarder presents a certificate
+
+    def _pki(self) -> Path:
+        from fanout.ops.tls import make_ca, make_cert
+
+        pki = self.root / "pki"
+        if not (pki / "ca.crt").exists():
+            make_ca(pki)
+            make_cert(pki, "node", dns=["localhost"], ips=["127.0.0.1"])
+            make_cert(pki, "client", client=True)
+        return pki
 
     def add(self, name: str, **overrides: Any) -> NodeProc:
+        if self.tls:
+            pki = self._pki()
+            overrides["tls"] = {"cert_file": str(pki / "node.crt"),
+                                "key_file": str(pki / "node.key"),
+                                "client_ca_file": str(pki / "ca.crt")}
         n = NodeProc.init(self.root / name, name, "sqlite", **overrides)
+        if self.tls:
+            from fanout.tlsconfig import ClientTLS
+
+            n.url = f"https://127.0.0.1:{n.port}"
+            n.ssl_context = ClientTLS(pki / "ca.crt", pki / "client.crt",
+                                      pki / "client.key").context()
         self.nodes[name] = n
         return n
 
@@ -54,6 +76,11 @@ class Cluster:
         path = add_target(s.config, dst, d.url, d.tokens["replicator"], None)
         data = yaml.safe_load(path.read_text())
         data.update(FORWARDER)
+        if self.tls:
+            pki = self._pki()
+            data["sink"]["tls"] = {"ca_file": str(pki / "ca.crt"),
+                                   "cert_file": str(pki / "client.crt"),
+                                   "key_file": str(pki / "client.key")}
         path.write_text(yaml.safe_dump(data, sort_keys=False))  # keeps its mode 0600
         self.edges.append((src, dst))
 
@@ -104,8 +131,8 @@ class Cluster:
         stop_demo(self.root, quiet=True)  # primary first, then every other node
 
 
-def fan_out(root: Path, targets: int) -> Cluster:
-    c = Cluster(root)
+def fan_out(root: Path, targets: int, tls: bool = False) -> Cluster:
+    c = Cluster(root, tls=tls)
     c.add("primary")
     for i in range(1, targets + 1):
         c.add(f"t{i}")
@@ -113,8 +140,9 @@ def fan_out(root: Path, targets: int) -> Cluster:
     return c
 
 
-def chain(root: Path, hops: tuple[str, ...] = ("A", "B", "C", "D")) -> Cluster:
-    c = Cluster(root)
+def chain(root: Path, hops: tuple[str, ...] = ("A", "B", "C", "D"),
+          tls: bool = False) -> Cluster:
+    c = Cluster(root, tls=tls)
     c.add("primary")
     prev = "primary"
     for i, name in enumerate(hops):

@@ -8,6 +8,7 @@ from pathlib import Path
 from fanout.confload import Section, read_yaml
 from fanout.gts.limits import FieldLimits
 from fanout.ids import ID_RE, ID_RULE
+from fanout.tlsconfig import NO_CLIENT_TLS, ClientTLS, ServerTLS, client_tls, server_tls
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 # Room a record needs beside its body when framed for /replicate: header + frame + slack.
@@ -56,6 +57,7 @@ class BootstrapFrom:
     url: str
     token_file: Path
     timeout: float = 120.0  # give up (exit non-zero) if the seed cannot be read by then
+    tls: ClientTLS = NO_CLIENT_TLS  # verifying an https seed (and our client certificate)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class NodeConfig:
     bootstrap_from: BootstrapFrom | None = None
     limits: Limits = Limits()
     manager: str = "supervisord"  # who runs the processes: supervisord | systemd
+    tls: ServerTLS | None = None  # serve HTTPS (mutual TLS with client_ca_file)
+    require_tls: bool = False  # refuse targets that send a token in clear over a network
 
     @property
     def base_dir(self) -> Path:
@@ -82,7 +86,8 @@ class NodeConfig:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 def parse_listen(sec: Section, key: str) -> tuple[str, int]:
@@ -122,6 +127,8 @@ def load_node_config(path: Path) -> NodeConfig:
         bootstrap_from=_bootstrap_from(sec, kind),
         limits=_limits(sec, record_room(sec.data.get("max_body_size", DEFAULT_MAX_BODY))),
         manager=sec.choice("manager", MANAGERS, default="supervisord"),
+        tls=server_tls(sec),
+        require_tls=sec.boolean("require_tls", False),
     )
     sec.finish()
     room = record_room(cfg.max_body_size)
@@ -146,8 +153,12 @@ def _bootstrap_from(sec: Section, store_kind: str) -> BootstrapFrom | None:
     if not url.startswith(("http://", "https://")):
         raise b.error("url", f"must be an http(s) URL (got {url!r})")
     result = BootstrapFrom(url.rstrip("/"), b.path("token_file", required=True),  # type: ignore[arg-type]
-                           b.number("timeout", 120.0, minimum=1.0))
+                           b.number("timeout", 120.0, minimum=1.0), client_tls(b))
     b.finish()
+    if sec.data.get("require_tls") is True:
+        from fanout.tlsconfig import check_require_tls
+
+        check_require_tls(True, sec.file, result.url, "bootstrap_from.url")
     return result
 
 

@@ -18,6 +18,7 @@ from fanout.errors import ConfigError
 from fanout.ids import ID_RE
 from fanout.secretfile import check_private, read_token_file
 from fanout.targetcheck import check_target, name_problem
+from fanout.tlsconfig import NO_CLIENT_TLS, ClientTLS, client_tls
 
 SINK_TYPES = ("fanout", "warp10")
 ON_REJECT = ("stop", "quarantine")
@@ -36,6 +37,7 @@ class SinkConfig:
     token_file: Path | None
     token: str | None = field(default=None, repr=False)  # inline secret; never printed
     compress: bool = False
+    tls: ClientTLS = NO_CLIENT_TLS  # https: CA to verify the target, our client certificate
 
     def secret(self) -> str:
         """The target's token, read at start (the file must be private)."""
@@ -112,7 +114,9 @@ def load_target_config(path: Path, name: str | None = None) -> TargetConfig:
     if token is not None:
         check_private(path, "target file with an inline token")
     sink = SinkConfig(kind, endpoint.rstrip("/"), token_file, token,
-                      sk.boolean("compress", False))
+                      sk.boolean("compress", False), client_tls(sk))
+    if sink.tls != NO_CLIENT_TLS and url.scheme != "https":
+        raise sk.error("tls", f"is set but the endpoint is not https:// (got {endpoint!r})")
     sk.finish()
     ret = sec.section("retention")
     retention = Retention(ret.integer("max_files", 0, minimum=0),

@@ -7,6 +7,8 @@ add``, the forwarder's start and the distributor's load of ``forwarders.d/``.
   checked before any path is built from it.
 - A target whose endpoint is the node itself would replicate the node into itself.
 - Two targets on one endpoint would each deliver everything twice and race on marks.
+- ``require_tls: true`` in fanout.yaml: a plain ``http://`` endpoint that is not loopback
+  would send the target's token in clear.
 - A source directory inside ``datalog_dir`` (``.tmp/`` included) is scanned as data by the
   distributor and cleaned by the node's recovery.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from fanout.config import NodeConfig
 from fanout.errors import ConfigError
 from fanout.ids import ID_PATTERN, ID_RULE
+from fanout.tlsconfig import check_require_tls
 
 TARGET_NAME_RE = re.compile(f"^(?![.-]){ID_PATTERN}$")  # an id, not starting with . or -
 TARGET_NAME_RULE = f"{ID_RULE}, not starting with '.' or '-'"
@@ -100,6 +103,7 @@ def check_target(source: Path, name: str, endpoint: str, source_dir: Path,
             raise ConfigError(source, "sink.endpoint",
                               f"{endpoint} is this node itself ({node.id}, listening on "
                               f"{node.host}:{node.port}): it would replicate into itself")
+        check_require_tls(node.require_tls, source, endpoint, "sink.endpoint")
     key = endpoint_key(endpoint)
     for other, (path, other_endpoint) in sorted(siblings.items()):
         if other != name and endpoint_key(other_endpoint) == key:

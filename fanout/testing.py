@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -42,6 +43,12 @@ class _NoDelayConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _NoDelayHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class HTTPError(Exception):
     def __init__(self, status: int, body: str):
         self.status = status
@@ -52,12 +59,15 @@ class HTTPError(Exception):
 class Client:
     """A small synchronous Warp 10 API client over one keep-alive connection."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None):
         u = urllib.parse.urlsplit(url)
-        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.https = u.scheme == "https"
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or (443 if self.https else 80)
         self.token = token
         self.timeout = timeout
-        self._conn: _NoDelayConnection | None = None
+        self.ssl_context = ssl_context  # for https: verifies the node, may hold our cert
+        self._conn: http.client.HTTPConnection | None = None
         self.last_headers: dict[str, str] = {}  # of the last reply, names lower-cased
 
     def close(self) -> None:
@@ -83,7 +93,10 @@ class Client:
             hdrs["X-Warp10-Token"] = tok
         for attempt in (1, 2):
             if self._conn is None:
-                self._conn = _NoDelayConnection(self.host, self.port, timeout=self.timeout)
+                self._conn = _NoDelayHTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=self.ssl_context) \
+                    if self.https else \
+                    _NoDelayConnection(self.host, self.port, timeout=self.timeout)
             try:
                 self._conn.request(method, path, body=body, headers=hdrs)
                 resp = self._conn.getresponse()
@@ -240,6 +253,7 @@ class NodeProc(Proc):
         super().__init__(fanout_cmd("node", "--config", str(self.config)),
                          self.dir / "node.log")
         self.tokens = tokens_of(self.dir)
+        self.ssl_context: ssl.SSLContext | None = None  # clients of an https node use it
 
     @classmethod
     def init(cls, node_dir: Path, node_id: str, store: str = "sqlite",
@@ -255,7 +269,7 @@ class NodeProc(Proc):
         return cls(node_dir, port)
 
     def client(self, token: str = "ingest") -> Client:
-        return Client(self.url, self.tokens[token])
+        return Client(self.url, self.tokens[token], ssl_context=self.ssl_context)
 
     def start_and_wait(self, timeout: float = 30.0) -> NodeProc:
         self.start()

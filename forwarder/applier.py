@@ -33,6 +33,7 @@ from fanout.sdnotify import Notifier
 from fanout.state import Cursor, NodeState, cursor_path, node_state_path
 from fanout.statefile import iso_now
 from fanout.target_config import TargetConfig
+from fanout.tlsconfig import TLS_ERRORS
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
 from forwarder.source import Chunk, SourceReader, scan_pending
@@ -289,7 +290,7 @@ class Forwarder:
         try:
             assert self.cfg.node_config is not None
             source = local_endpoint(load_node_config(self.cfg.node_config))
-            target = Endpoint(self.cfg.sink.endpoint, self.cfg.sink.secret())
+            target = Endpoint(self.cfg.sink.endpoint, self.cfg.sink.secret(), self.cfg.sink.tls)
             result = await copy_snapshot(source, target, replace=True)
         except FanoutError as exc:
             raise ForwarderStopped(ERROR_START_TICK_NOT_PRESENT,
@@ -401,9 +402,10 @@ class Forwarder:
                 with contextlib.suppress(SinkError):
                     self._target_marks = await self._fetch_marks()
             if self.failures.count and self.state.last_error is not None and \
-                    self.state.last_error.error_num in (ERROR_NO_RESPONSE,
-                                                        ERROR_INVALID_RESPONSE,
-                                                        ERROR_ID_COLLISION):
+                    (self.state.last_error.error_num in (ERROR_NO_RESPONSE,
+                                                         ERROR_INVALID_RESPONSE,
+                                                         ERROR_ID_COLLISION)
+                     or self.state.last_error.error_num in TLS_ERRORS):
                 self.state.last_error = None  # an outage that is over is not a current error
             self.failures.recovered()
             self.backoff.reset()

@@ -49,8 +49,16 @@ async def _forward(cfg: TargetConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, fwd.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, fwd.wake.set)  # fanout pause/resume
+    transport = getattr(sink, "transport", None)
+    if transport is not None:  # SIGHUP: re-read the TLS files (a renewed client certificate)
+        loop.add_signal_handler(signal.SIGHUP, transport.reload)
     log.info("forwarder %s: %s -> %s (%s)", cfg.target, cfg.source_dir, cfg.sink.endpoint,
              cfg.sink.type)
+    from fanout.tlsconfig import insecure_reason
+
+    why = insecure_reason(cfg.sink.endpoint)
+    if why:
+        log.warning("forwarder %s: insecure target: %s", cfg.target, why)
     return await fwd.run()
 
 

@@ -151,7 +151,8 @@ def test_node_state_keeps_its_keys_and_formats(tmp_path: Path) -> None:
         "process", "pid", "phase", "running", "serverId", "lastLogTick", "totalEvents", "time",
         "started", "totalRequests", "totalRejected", "totalCommits", "totalFiles",
         "totalPoints", "totalDuplicates", "totalGaps", "gapOrigins", "failedCommits",
-        "lastError", "writes", "marks", "history", "historyBase", "replication"}
+        "lastError", "writes", "marks", "history", "historyBase", "replication", "tls"}
+    assert d["tls"] is None  # plain HTTP (the TLS figures: test_tls_figures_round_trip)
     assert d["lastLogTick"] == str(BIG) and d["marks"] == {"lyon": str(BIG), "nice": "3"}
     assert d["historyBase"] == ["h1", str(BIG)] and d["lastError"] == "disk full"
     assert d["writes"] == {"failingInRow": 2, "totalFailed": 5, "datalogWritable": False,
@@ -167,6 +168,21 @@ def test_node_state_keeps_its_keys_and_formats(tmp_path: Path) -> None:
     # written as the code always did: sorted keys, one-space indent, a final newline
     text = (tmp_path / "node.json").read_text()
     assert text == json.dumps(d, indent=1, sort_keys=True) + "\n"
+
+
+def test_tls_figures_round_trip(tmp_path: Path) -> None:
+    from fanout.state import NodeState
+    from fanout.state.node import TLSFigures
+
+    st = full_node()
+    st.tls = TLSFigures("/t/node.crt", "CN=n1", "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z",
+                        True, 2, "2026-06-01T00:00:00Z", "certificate reload failed")
+    st.write(tmp_path / "node.json")
+    assert set(on_disk(tmp_path / "node.json")["tls"]) == {
+        "certFile", "subject", "notBefore", "notAfter", "mutual", "reloads", "lastReload",
+        "lastError"}
+    back = NodeState.read(tmp_path / "node.json")
+    assert back is not None and back.tls == st.tls
 
 
 def test_distributor_and_forwarder_keep_their_keys(tmp_path: Path) -> None:

@@ -76,11 +76,20 @@ def cmd_datalog_verify(args: argparse.Namespace) -> int:
 
 def cmd_target_add(args: argparse.Namespace) -> int:
     from fanout.ops.targets import add_target, node_history
+    from fanout.tlsconfig import insecure_reason
 
+    tls = {k: Path(v) for k, v in (("ca_file", args.ca_file), ("cert_file", args.cert_file),
+                                   ("key_file", args.key_file)) if v}
     path = add_target(Path(args.config), args.name, args.endpoint, args.token,
                       Path(args.token_file) if args.token_file else None, args.sink,
-                      args.source_dir, args.force)
+                      args.source_dir, args.force, tls)
     print(f"wrote {path}")
+    why = insecure_reason(args.endpoint)
+    if why:
+        print(f"Warning: {why}.\nTry: serve {args.name} with tls: in its fanout.yaml and "
+              f"add it with an https:// endpoint and --ca-file (fanout tls makes the "
+              "certificates); require_tls: true in fanout.yaml refuses such targets",
+              file=sys.stderr)
     if args.bootstrap:
         from fanout.cli.replication_cmd import bootstrap
 
@@ -187,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    " one starting with '-' must be given as --token=VALUE")
     g.add_argument("--token-file", help="a private file holding the target's secret")
     t.add_argument("--sink", choices=("fanout", "warp10"), default="fanout")
+    t.add_argument("--ca-file", help="https: the CA certificate(s) to verify the target with "
+                                     "(default: the system store)")
+    t.add_argument("--cert-file", help="https: our client certificate (mutual TLS)")
+    t.add_argument("--key-file", help="https: its key (mode 0600)")
     t.add_argument("--source-dir", help="default: data/targets/NAME beside the datalog")
     t.add_argument("--force", action="store_true")
     t.add_argument("--bootstrap", action="store_true",
@@ -203,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", required=True)
     t.set_defaults(func=cmd_target_remove)
 
+    from fanout.cli.tls_cmd import add_tls_parser
+
+    add_tls_parser(sub)
     s = sub.add_parser("distribute", help="run the distributor in the foreground")
     s.add_argument("--config", required=True)
     s.set_defaults(func=cmd_distribute)

@@ -9,9 +9,11 @@ import asyncio
 import logging
 import os
 import resource
+import ssl
 import time
+from asyncio import sslproto
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -124,7 +126,22 @@ class _Refuse(asyncio.Protocol):
 
 
 def guarded_factory(factory: Callable[[], asyncio.Protocol],
-                    headroom: FdHeadroom) -> Callable[[], asyncio.Protocol]:
+                    headroom: FdHeadroom, ssl_context: ssl.SSLContext | None = None,
+                    handshake_timeout: float | None = None) -> Callable[[], asyncio.Protocol]:
+    """With ``ssl_context``, TLS is layered here rather than by ``create_server(ssl=)``:
+    asyncio would run the whole handshake (up to its timeout) before a refusing protocol
+    could close the connection, so descriptors would pile up past the headroom. Here a
+    refused connection is closed at accept, before any handshake."""
     def make() -> asyncio.Protocol:
-        return factory() if headroom.admit() else _Refuse()
+        if not headroom.admit():
+            return _Refuse()
+        if ssl_context is None:
+            return factory()
+        # asyncio's own server-side TLS protocol; typeshed wants a waiter future and an
+        # int timeout, but the loop passes None and a float itself
+        proto = sslproto.SSLProtocol(
+            asyncio.get_running_loop(), factory(), ssl_context, None,  # type: ignore[arg-type]
+            server_side=True,
+            ssl_handshake_timeout=handshake_timeout)  # type: ignore[arg-type]
+        return cast(asyncio.Protocol, proto)
     return make

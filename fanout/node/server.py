@@ -20,12 +20,15 @@ from fanout.node.badrequests import quiet_bad_requests
 from fanout.node.committer import Committer
 from fanout.node.context import Node
 from fanout.node.guard import FdHeadroom, guarded_factory, raise_nofile
+from fanout.node.tlsserver import ServerCerts, quiet_bad_server_names
 from fanout.node.tokens import load_tokens
 from fanout.sdnotify import Notifier
 from fanout.secretfile import read_token_file
 from fanout.state import Collision, Divergence, NodeState, ReplicationFigures, node_state_path
+from fanout.state.node import TLSFigures
 from fanout.statefile import iso_now, write_json_atomic
 from fanout.store import open_store
+from fanout.tlsconfig import HANDSHAKE_TIMEOUT
 
 log = logging.getLogger("fanout.node")
 
@@ -34,7 +37,8 @@ class StoreMismatchError(FanoutError):
     """The datalog holds records the store never committed: wrong store or datalog dir."""
 
 
-def node_state(node: Node, running: bool, phase: str) -> NodeState:
+def node_state(node: Node, running: bool, phase: str,
+               tls: TLSFigures | None = None) -> NodeState:
     c = node.committer
     s = c.stats
     return NodeState(
@@ -69,6 +73,7 @@ def node_state(node: Node, running: bool, phase: str) -> NodeState:
             last_collision=Collision.from_json(node.replication.last_collision),
             divergence=[Divergence.from_json(d) for d in s.divergence],
         ),
+        tls=tls,
     )
 
 
@@ -137,6 +142,9 @@ async def serve(cfg: NodeConfig) -> None:
     soft, hard = raise_nofile()
     log.info("open-file limit %d (hard %d), %d kept in reserve", soft, hard,
              cfg.limits.fd_reserve)
+    # the certificate first: a bad file is a config error (exit 78) before any recovery
+    certs = ServerCerts(cfg.tls) if cfg.tls is not None else None
+    figures = certs.figures if certs is not None else None
     node = open_node(cfg)
     state_path = node_state_path(cfg.state_dir)
     state = StateWriter(state_path)
@@ -145,6 +153,8 @@ async def serve(cfg: NodeConfig) -> None:
         node_state(node, True, "bootstrapping").write(state_path)
         await resync_from_seed(node)
     quiet_bad_requests()
+    if certs is not None:
+        quiet_bad_server_names()
     # keepalive_timeout runs from the moment a connection is accepted until its request's
     # headers are complete, and again between requests: it closes idle connections and
     # slow-loris header senders alike. Bodies are inflated by read_body (bounded, after
@@ -155,31 +165,41 @@ async def serve(cfg: NodeConfig) -> None:
     await runner.setup()
     loop = asyncio.get_running_loop()
     headroom = FdHeadroom(cfg.limits.fd_reserve)
+    # TLS: the guard decides at accept, before any handshake; a handshake not done within
+    # limits.idle_timeout (10 s at most) is dropped: garbage, a truncated ClientHello or a
+    # silent client never holds a file descriptor for long.
+    factory = guarded_factory(
+        runner.server, headroom,  # type: ignore[arg-type]
+        certs.listener if certs is not None else None,
+        min(HANDSHAKE_TIMEOUT, cfg.limits.idle_timeout))
+    # asyncio accepts up to `backlog` connections in one go before any protocol factory
+    # (hence the headroom check) runs; TLS set-up per connection makes those bursts long,
+    # so with TLS a burst is kept under the reserve (else accept() itself hits EMFILE).
+    backlog = 100 if certs is None else max(8, min(100, cfg.limits.fd_reserve // 2))
     try:
-        listener = await loop.create_server(
-            guarded_factory(runner.server, headroom),  # type: ignore[arg-type]
-            cfg.host, cfg.port, reuse_address=True)
+        listener = await loop.create_server(factory, cfg.host, cfg.port, reuse_address=True,
+                                            backlog=backlog)
     except OSError as exc:  # port in use, address not local: say so, not a traceback
         await runner.cleanup()
         await node.committer.stop()
         node.store.close()
         raise ListenError(cfg, exc) from None
-    log.info("node %s listening on %s:%d, last seq %d", cfg.id, cfg.host, cfg.port,
-             node.committer.last_seq)
-    node_state(node, True, "running").write(state_path)
+    log.info("node %s listening on %s, last seq %d", cfg.id, cfg.url, node.committer.last_seq)
+    node_state(node, True, "running", figures).write(state_path)
     notify = Notifier()
     notify.ready(f"listening on {cfg.host}:{cfg.port}, last seq {node.committer.last_seq}")
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload_certs(certs))
     node.committer.on_fatal = lambda _exc: stop.set()  # broken commit path: exit, restart
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
             node.writes.probe(node.committer.writer.tmp, node.committer.writer.dir)
-            state.write(node_state(node, True, "running"))
+            state.write(node_state(node, True, "running", figures))
             notify.watchdog()
             notify.status(f"last seq {node.committer.last_seq}, "
                           f"{node.committer.stats.points} points")
@@ -191,9 +211,17 @@ async def serve(cfg: NodeConfig) -> None:
         await runner.cleanup()
         await node.committer.stop()
         node.store.close()
-        state.write(node_state(node, False, "stopped"))
+        state.write(node_state(node, False, "stopped", figures))
     if node.committer.fatal is not None:
         raise node.committer.fatal  # exit non-zero: the supervisor restarts, recovery runs
+
+
+def reload_certs(certs: ServerCerts | None) -> None:
+    """SIGHUP (sent by ``fanout reload``): re-read the certificate files."""
+    if certs is None:
+        log.info("SIGHUP: no tls: section, nothing to reload")
+        return
+    certs.reload()
 
 
 async def resync_from_seed(node: Node) -> None:
@@ -210,7 +238,7 @@ async def resync_from_seed(node: Node) -> None:
     delay = 0.5
     while True:
         try:
-            result = await download_and_restore(node, Endpoint(b.url, token))
+            result = await download_and_restore(node, Endpoint(b.url, token, b.tls))
             log.warning("re-synced from %s: %s series, %s points at its tick %s", b.url,
                         result["series"], result["points"], result["lastLogTick"])
             return

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fanout.node.tokens import load_tokens
 from fanout.ops.pause import pause, resume
 from fanout.ops.targets import target_of
 from fanout.state import DistributorState, distributor_state_path
+from fanout.tlsconfig import NO_CLIENT_TLS, ClientTLS, self_client
 
 Progress = Callable[[int, float], None]  # bytes streamed so far, seconds elapsed
 
@@ -40,6 +42,11 @@ class BootstrapError(FanoutError):
 class Endpoint:
     url: str
     token: str = ""
+    tls: ClientTLS = NO_CLIENT_TLS  # for an https:// url
+
+    def ssl(self) -> ssl.SSLContext | bool:
+        """The context aiohttp verifies the endpoint with (True: the default)."""
+        return self.tls.context() if self.url.startswith("https://") else True
 
     def __repr__(self) -> str:  # never show the token
         return f"Endpoint({self.url!r})"
@@ -54,6 +61,8 @@ def local_endpoint(cfg: NodeConfig) -> Endpoint:
                           hint="add one, e.g. replicator: {secret: ..., "
                                "permissions: [replicate]}")
     host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+    if cfg.tls is not None:
+        return Endpoint(f"https://{host}:{cfg.port}", secret, self_client(cfg.tls))
     return Endpoint(f"http://{host}:{cfg.port}", secret)
 
 
@@ -61,11 +70,28 @@ async def copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
                         progress: Progress | None = None,
                         timeout: float = 3600.0) -> dict[str, Any]:
     """GET the source's snapshot and POST it to the target's restore as it arrives.
-    Returns the target's reply (series, points, marks, lastLogTick)."""
+    Returns the target's reply (series, points, marks, lastLogTick). A TLS failure is a
+    BootstrapError naming its cause (fanout.tlsdiag)."""
+    try:
+        return await _copy_snapshot(source, target, replace, progress, timeout)
+    except aiohttp.ClientError as exc:
+        from fanout.tlsdiag import diagnose
+
+        for end in (target, source):
+            ctx = end.ssl()
+            if isinstance(ctx, ssl.SSLContext):
+                found = await diagnose(exc, end.url, end.tls, ctx)
+                if found is not None:
+                    raise BootstrapError(found.message) from None
+        raise
+
+
+async def _copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
+                         progress: Progress | None, timeout: float) -> dict[str, Any]:
     t0 = time.monotonic()
     tmo = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
     async with aiohttp.ClientSession(timeout=tmo) as session, session.get(
-            f"{source.url}/api/v0/replication/snapshot",
+            f"{source.url}/api/v0/replication/snapshot", ssl=source.ssl(),
             headers={"X-Warp10-Token": source.token}) as snap:
         if snap.status != 200:
             raise BootstrapError(f"snapshot from {source.url}: HTTP {snap.status}: "
@@ -86,6 +112,7 @@ async def copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
 
         url = f"{target.url}/api/v0/replication/restore"
         async with session.post(url, data=body(), params={"replace": str(replace).lower()},
+                                ssl=target.ssl(),
                                 headers={"X-Warp10-Token": target.token,
                                          "Content-Type": "text/plain"}) as resp:
             text = await resp.text()
@@ -165,7 +192,8 @@ def bootstrap(config: Path, name: str, replace: bool, start: bool = True,
     ensure_linking(cfg, name)
     tell(f"distributor links every new datalog file for {name}; taking the snapshot")
     result = asyncio.run(copy_snapshot(local_endpoint(cfg), Endpoint(t.sink.endpoint,
-                                                                      t.sink.secret()),
+                                                                      t.sink.secret(),
+                                                                      t.sink.tls),
                                        replace, progress))
     resume(t)
     result["forwarder"] = start_forwarder(cfg, name) if start else "not started"

@@ -55,8 +55,11 @@ def _siblings(node: NodeConfig) -> dict[str, tuple[Path, str]]:
 
 def add_target(config: Path, name: str, endpoint: str, token: str | None,
                token_file: Path | None, sink: str = "fanout", source_dir: str | None = None,
-               force: bool = False) -> Path:
+               force: bool = False, tls: dict[str, Path] | None = None) -> Path:
     """Write and validate ``forwarders.d/<name>.yaml``.
+
+    ``tls``: ``ca_file``, ``cert_file``, ``key_file`` (any of them) for an https endpoint,
+    written relative to the target file as ``sink.tls``.
 
     A token given on the command line goes to ``secrets/<name>.token`` (mode 0600) and the
     target file only points at it, so target files can be shown and shared safely.
@@ -92,6 +95,9 @@ def add_target(config: Path, name: str, endpoint: str, token: str | None,
         "state_dir": os.path.relpath(node.state_dir, node.targets_dir),
         "sink": sink_doc,
     }
+    if tls:
+        data["sink"]["tls"] = {k: os.path.relpath(Path(v).resolve(), node.targets_dir)  # type: ignore[index]
+                               for k, v in tls.items()}
     node.targets_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp_token = secrets_dir / f".{name}.token.tmp"

@@ -150,6 +150,37 @@ class ReplicationFigures:
 
 
 @dataclass
+class TLSFigures:
+    """``tls``: the certificate being served and the last reload's outcome (SIGHUP or
+    ``fanout reload``); ``lastError`` is set while a reload failed and the old certificate
+    is still served."""
+
+    cert_file: str = ""
+    subject: str = ""
+    not_before: str = ""
+    not_after: str = ""
+    mutual: bool = False
+    reloads: int = 0
+    last_reload: str | None = None
+    last_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"certFile": self.cert_file, "subject": self.subject,
+                "notBefore": self.not_before, "notAfter": self.not_after,
+                "mutual": self.mutual, "reloads": self.reloads,
+                "lastReload": self.last_reload, "lastError": self.last_error}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TLSFigures | None:
+        if not isinstance(data, dict):
+            return None
+        return cls(as_str(data.get("certFile")), as_str(data.get("subject")),
+                   as_str(data.get("notBefore")), as_str(data.get("notAfter")),
+                   as_bool(data.get("mutual")), as_int(data.get("reloads")),
+                   as_opt_str(data.get("lastReload")), as_opt_str(data.get("lastError")))
+
+
+@dataclass
 class NodeState:
     """The whole of ``node.json``. ``last_error`` is the committer's last failure, a plain
     message (the write-health error with its time is in ``writes``)."""
@@ -178,6 +209,7 @@ class NodeState:
     replication: ReplicationFigures = field(default_factory=ReplicationFigures)
     pid: int = field(default_factory=os.getpid)
     process: str = "node"
+    tls: TLSFigures | None = None  # None: plain HTTP
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -205,6 +237,7 @@ class NodeState:
             "history": self.history,
             "historyBase": _base_json(self.history_base),
             "replication": self.replication.to_json(),
+            "tls": None if self.tls is None else self.tls.to_json(),
         }
 
     @classmethod
@@ -235,6 +268,7 @@ class NodeState:
             replication=ReplicationFigures.from_json(d.get("replication")),
             pid=as_int(d.get("pid")),
             process=as_str(d.get("process"), "node"),
+            tls=TLSFigures.from_json(d.get("tls")),
         )
 
     def write(self, path: Path) -> None:

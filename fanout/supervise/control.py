@@ -33,7 +33,7 @@ from fanout.errors import ConfigError, FanoutError
 from fanout.node.tokens import load_tokens
 from fanout.supervise import orphans, restarts
 from fanout.supervise.paths import SupervisePaths
-from fanout.supervise.programs import DISTRIBUTOR
+from fanout.supervise.programs import DISTRIBUTOR, FORWARDER_PREFIX, NODE
 from fanout.supervise.rpc import RPCFault, Supervisor, Unreachable
 from fanout.supervise.supervisord_conf import write_config, write_programs
 from fanout.target_config import check_target_file, load_target_config, target_files
@@ -216,6 +216,15 @@ class ReloadResult:
     errors: list[ConfigError]
 
 
+def _has_sink_tls(path: Path) -> bool:
+    import yaml
+
+    try:
+        return bool(yaml.safe_load(path.read_text())["sink"].get("tls"))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return False
+
+
 def reload(config: Path) -> ReloadResult:
     cfg = load_node_config(config)
     paths = SupervisePaths.of(cfg)
@@ -234,5 +243,15 @@ def reload(config: Path) -> ReloadResult:
             # the distributor re-reads forwarders.d/ on SIGHUP instead of within seconds
             with contextlib.suppress(RPCFault):
                 sv.signal(DISTRIBUTOR, "HUP")
+        if cfg.tls is not None:
+            # the node re-reads its certificate files (a renewal needs no restart)
+            with contextlib.suppress(RPCFault):
+                sv.signal(NODE, "HUP")
+        for path in target_files(cfg.targets_dir):
+            if FORWARDER_PREFIX + path.stem in added or not _has_sink_tls(path):
+                continue
+            # forwarders re-read their sink.tls files (a renewed client certificate)
+            with contextlib.suppress(RPCFault):
+                sv.signal(FORWARDER_PREFIX + path.stem, "HUP")
     return ReloadResult(sorted(added), sorted(removed), sorted(changed), errors)
 

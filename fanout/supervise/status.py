@@ -101,6 +101,9 @@ class TargetRow:
     pending_oldest_age: float | None = None
     last_error: dict[str, Any] | None = None  # the state file's lastError, as written
     state_age: float | None = None
+    endpoint: str | None = None
+    insecure: str | None = None  # plain http:// to a host that is not loopback: why
+
 
     @property
     def error_message(self) -> str | None:
@@ -259,10 +262,27 @@ def gather(cfg: NodeConfig, sampler: CpuSampler | None = None,
 
 
 
+def _endpoint_of(cfg: NodeConfig, name: str) -> str | None:
+    """The target file's sink endpoint, read leniently (status shows broken files too)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((cfg.targets_dir / f"{name}.yaml").read_text())
+        endpoint = data["sink"]["endpoint"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return endpoint if isinstance(endpoint, str) else None
+
+
 def _target_row(cfg: NodeConfig, name: str, st: Status, now: float) -> TargetRow:
     proc = FORWARDER_PREFIX + name
     info = st.process(proc)
     row = TargetRow(name, proc, info.state if info else "MISSING")
+    row.endpoint = _endpoint_of(cfg, name)
+    if row.endpoint:
+        from fanout.tlsconfig import insecure_reason
+
+        row.insecure = insecure_reason(row.endpoint)
     path = forwarder_state_path(cfg.state_dir, name)
     data = ForwarderState.read(path)
     if data is None:

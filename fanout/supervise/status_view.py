@@ -47,6 +47,8 @@ def target_json(t: TargetRow) -> dict[str, Any]:
                     "oldestAgeSeconds": t.pending_oldest_age},
         "lastError": t.last_error,
         "stateAgeSeconds": None if t.state_age is None else round(t.state_age, 1),
+        "endpoint": t.endpoint,
+        "insecure": t.insecure,  # why its token crosses the network in clear, or None
     }
 
 
@@ -160,7 +162,8 @@ def table(st: Status) -> str:
         trows = []
         for t in st.targets:
             err = t.error_message
-            trows.append([t.name, t.phase or "-", _cell(t.applied_tick), _cell(t.ticks_behind),
+            name = f"{t.name} (INSECURE)" if t.insecure else t.name
+            trows.append([name, t.phase or "-", _cell(t.applied_tick), _cell(t.ticks_behind),
                           _cell(t.pending_files), size(t.pending_bytes),
                           duration(t.pending_oldest_age) if t.pending_files else "-",
                           _truncate(str(err)) if err else "-"])

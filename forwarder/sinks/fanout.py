@@ -9,7 +9,7 @@ from typing import Any
 from fanout.datalog.format import LEGACY_HISTORY
 from fanout.target_config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
-from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
+from forwarder.sinks.http import NETWORK_ERRORS, Transport, make_session, read_reply
 
 CONTENT_TYPE = "application/x-fanout-records"
 
@@ -17,17 +17,19 @@ CONTENT_TYPE = "application/x-fanout-records"
 class FanoutSink:
     def __init__(self, cfg: TargetConfig, token: str):
         self.endpoint = cfg.sink.endpoint
+        self.transport = Transport(cfg.sink.endpoint, cfg.sink.tls)
         self.compress = cfg.sink.compress
-        self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token)
+        self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token,
+                                     self.transport.context)
 
     async def _call(self, method: str, path: str, **kw: Any) -> tuple[str, Any]:
         """One request; its JSON reply, or the SinkError its status or failure means."""
         url = f"{self.endpoint}{path}"
         try:
-            async with self._session.request(method, url, **kw) as resp:
+            async with self._session.request(method, url, ssl=self.transport.ssl, **kw) as resp:
                 text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
-            raise unavailable(exc, url) from None
+            raise await self.transport.failure(exc, url) from None
         err = classify(resp.status, text)
         if err is not None:
             raise err

@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 import zlib
 
 import aiohttp
 
+from fanout.tlsconfig import ClientTLS
 from forwarder.sinks.base import SinkUnavailable, invalid_response
 
 # Replies are a small JSON document or an error text: anything larger, as sent or once
 # inflated, is a hostile or mistaken target, answered with 1401 and retried, never read.
 MAX_REPLY = 1 << 20
+log = logging.getLogger("fanout.forwarder")
 
 
 def make_session(
-    connect_timeout: float, request_timeout: float, token: str
+    connect_timeout: float, request_timeout: float, token: str,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
-    """``connect_timeout`` bounds connecting; ``request_timeout`` the whole request.
-    Replies are inflated by ``read_reply`` (bounded), never by aiohttp."""
+    """``connect_timeout`` bounds connecting (the TLS handshake included);
+    ``request_timeout`` the whole request. Replies are inflated by ``read_reply``
+    (bounded), never by aiohttp. ``ssl_context`` verifies an https target."""
     timeout = aiohttp.ClientTimeout(total=request_timeout, connect=connect_timeout,
                                     sock_connect=connect_timeout)
-    connector = aiohttp.TCPConnector(limit=1, force_close=False, enable_cleanup_closed=True)
+    connector = aiohttp.TCPConnector(limit=1, force_close=False, enable_cleanup_closed=True,
+                                     ssl=ssl_context if ssl_context is not None else True)
     return aiohttp.ClientSession(timeout=timeout, connector=connector,
                                  headers={"X-Warp10-Token": token}, auto_decompress=False)
 
@@ -33,6 +40,46 @@ def unavailable(exc: BaseException, url: str) -> SinkUnavailable:
 
 
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
+
+
+class Transport:
+    """An endpoint's TLS settings and context. Built at start (a key file that is not
+    private, or a certificate that does not load, stops the forwarder with 1410); re-read
+    after every TLS failure and on SIGHUP, so a fixed or renewed certificate file is used
+    without a restart (a file that does not load then keeps the previous context)."""
+
+    def __init__(self, endpoint: str, tls: ClientTLS):
+        self.endpoint = endpoint
+        self.tls = tls
+        self.context = tls.context() if endpoint.startswith("https://") else None
+
+    @property
+    def ssl(self) -> ssl.SSLContext | bool:
+        """aiohttp's per-request ``ssl`` argument (a new context means new connections)."""
+        return self.context if self.context is not None else True
+
+    def reload(self) -> None:
+        if self.context is None:
+            return
+        from fanout.errors import ConfigError
+
+        try:
+            self.context = self.tls.context()
+        except ConfigError as exc:
+            log.error("TLS files of %s cannot be loaded, keeping the previous ones: %s",
+                      self.endpoint, exc)
+
+    async def failure(self, exc: BaseException, url: str) -> SinkUnavailable:
+        """The retryable error a failed request means; a TLS failure gets its own error
+        number and names the certificate (fanout.tlsdiag)."""
+        if self.context is not None:
+            from fanout.tlsdiag import diagnose
+
+            found = await diagnose(exc, self.endpoint, self.tls, self.context)
+            if found is not None:
+                self.reload()  # the operator may be fixing a file: the next try reads it
+                return SinkUnavailable(found.message, None, found.error_num)
+        return unavailable(exc, url)
 
 
 async def read_reply(resp: aiohttp.ClientResponse, url: str, limit: int = MAX_REPLY) -> str:

@@ -12,13 +12,15 @@ import urllib.parse
 from fanout.datalog.format import Record
 from fanout.target_config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify
-from forwarder.sinks.http import NETWORK_ERRORS, make_session, read_reply, unavailable
+from forwarder.sinks.http import NETWORK_ERRORS, Transport, make_session, read_reply
 
 
 class Warp10Sink:
     def __init__(self, cfg: TargetConfig, token: str):
         self.endpoint = cfg.sink.endpoint
-        self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token)
+        self.transport = Transport(cfg.sink.endpoint, cfg.sink.tls)
+        self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token,
+                                     self.transport.context)
 
     async def describe(self) -> str | None:
         return None
@@ -30,10 +32,11 @@ class Warp10Sink:
                     headers: dict[str, str] | None = None) -> None:
         url = f"{self.endpoint}{path}"
         try:
-            async with self._session.request(method, url, data=body, headers=headers) as resp:
+            async with self._session.request(method, url, data=body, headers=headers,
+                                            ssl=self.transport.ssl) as resp:
                 text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
-            raise unavailable(exc, url.split("?")[0]) from None
+            raise await self.transport.failure(exc, url.split("?")[0]) from None
         err = classify(resp.status, text)
         if err is not None:
             raise err

@@ -254,7 +254,8 @@ class AckedLoad:
         return "".join(f"{k * self.points + j}// load{{}} {k}\n" for j in range(self.points))
 
     def _run(self) -> None:
-        c = Client(self.node.url, self.node.tokens["ingest"], timeout=self.timeout)
+        c = Client(self.node.url, self.node.tokens["ingest"], timeout=self.timeout,
+                   ssl_context=self.node.ssl_context)
         k = 0
         try:
             while not self.stop.is_set():

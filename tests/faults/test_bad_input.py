@@ -392,6 +392,8 @@ NODE_KEYS: dict[str, Any] = {
     "datalog_dir": "str", "state_dir": "str", "targets_dir": "str",
     "log_remote_changes": "bool", "tokens_file": "str", "max_body_size": "int",
     "group_commit": "bool", "bootstrap_from": "map",
+    "tls": "map", "tls.cert_file": "str",
+    "require_tls": "bool",
 }
 TARGET_KEYS: dict[str, Any] = {
     "target": "str", "source_dir": "str", "state_dir": "str", "sink": "map",
@@ -402,6 +404,7 @@ TARGET_KEYS: dict[str, Any] = {
     "poll_interval": "num", "on_reject": "str", "retention": "map",
     "retention.max_files": "int", "retention.max_bytes": "int", "auto_resync": "bool",
     "auto_resync_retries": "int",
+    "sink.tls": "map", "sink.tls.ca_file": "str", "sink.tls.cert_file": "str",
 }
 OK_FOR = {"str": (str,), "map": (dict,), "bool": (bool,), "int": (int,),
           "num": (int, float), "list": (list,)}

@@ -93,7 +93,8 @@ def test_status_json_schema(supervised: Supervised) -> None:
     (t,) = st["targets"]
     assert set(t) == {"name", "process", "state", "phase", "running", "lastAppliedTick",
                       "lastProcessedTick", "ticksBehind", "pending", "lastError",
-                      "stateAgeSeconds"}
+                      "stateAgeSeconds", "endpoint", "insecure"}
+    assert t["insecure"] is None  # a loopback target: no token crosses a network
     for key in ("lastAppliedTick", "lastProcessedTick", "ticksBehind"):
         assert isinstance(t[key], str), key  # ticks leave the process as strings
     assert set(t["pending"]) == {"files", "bytes", "oldestAgeSeconds"}
