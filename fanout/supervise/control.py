@@ -216,7 +216,9 @@ class ReloadResult:
     errors: list[ConfigError]
 
 
-def _has_sink_tls(path: Path) -> bool:
+def has_sink_tls(path: Path) -> bool:
+    """Whether a target file sets ``sink.tls`` (its forwarder re-reads those files on
+    SIGHUP); read leniently: a broken file is reported by the checks, not here."""
     import yaml
 
     try:
@@ -248,7 +250,7 @@ def reload(config: Path) -> ReloadResult:
             with contextlib.suppress(RPCFault):
                 sv.signal(NODE, "HUP")
         for path in target_files(cfg.targets_dir):
-            if FORWARDER_PREFIX + path.stem in added or not _has_sink_tls(path):
+            if FORWARDER_PREFIX + path.stem in added or not has_sink_tls(path):
                 continue
             # forwarders re-read their sink.tls files (a renewed client certificate)
             with contextlib.suppress(RPCFault):

@@ -35,7 +35,14 @@ from pathlib import Path
 from fanout.config import NodeConfig, load_node_config
 from fanout.errors import ConfigError, FanoutError
 from fanout.supervise import orphans, restarts
-from fanout.supervise.control import DownResult, ReloadResult, UpResult, check_targets, load_checked
+from fanout.supervise.control import (
+    DownResult,
+    ReloadResult,
+    UpResult,
+    check_targets,
+    has_sink_tls,
+    load_checked,
+)
 from fanout.supervise.manager import Observation
 from fanout.supervise.paths import SupervisePaths
 from fanout.supervise.programs import DISTRIBUTOR, FORWARDER_PREFIX, NODE
@@ -234,6 +241,12 @@ class SystemdManager:
             # the distributor re-reads forwarders.d/ on SIGHUP instead of within seconds
             systemctl("kill", "--kill-whom=main", "-s", "HUP", distributor_unit(cfg.id),
                       check=False)
+        hup = [node_unit(cfg.id)] if cfg.tls is not None else []
+        # forwarders re-read their sink.tls files, the node its certificate (renewals)
+        hup += [forwarder_unit(cfg.id, p.stem) for p in target_files(cfg.targets_dir)
+                if p.stem not in added and has_sink_tls(p)]
+        if hup:
+            systemctl("kill", "--kill-whom=main", "-s", "HUP", *hup, check=False)
         return ReloadResult([FORWARDER_PREFIX + n for n in added],
                             [FORWARDER_PREFIX + n for n in removed], [], errors)
 
