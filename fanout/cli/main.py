@@ -7,6 +7,8 @@ error knows one, ``Try: ...``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -251,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`fanout target list --json | head`): nothing more to say,
+        # and Python's flush at exit must not print a traceback for the same closed pipe
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except FanoutError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         if exc.hint:

@@ -202,3 +202,21 @@ def test_second_forwarder_names_the_first(topo: Topology) -> None:
     res = subprocess.run(forwarder_cmd(path), capture_output=True, text=True, timeout=60)
     assert res.returncode == EXIT_LOCKED and f"pid {first.pid}" in res.stderr, res.stderr
     assert first.alive()
+
+
+def test_list_into_a_closed_pipe_exits_without_a_traceback(tmp_path: Path) -> None:
+    """`fanout target list --json | head -c1`: the reader is gone before the listing is
+    written. The command stops quietly (exit 1), without Python's BrokenPipe traceback."""
+    node = NodeProc.init(tmp_path / "n1", "n1")
+    for i in range(3):
+        subprocess.run(fanout_cmd("target", "add", "--config", str(node.config), "--name",
+                                  f"t{i}", "--endpoint", f"http://127.0.0.1:{19100 + i}",
+                                  f"--token={new_secret()}"), check=True, capture_output=True)
+    p = subprocess.Popen(fanout_cmd("target", "list", "--json", "--config", str(node.config)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # long before the interpreter has started and written anything
+    with p.stderr:
+        err = p.stderr.read().decode()
+    assert p.wait(60) == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
