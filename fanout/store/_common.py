@@ -79,6 +79,27 @@ def copy_marks(marks: HistoryMarks | Mapping[str, int]) -> HistoryMarks:
             for o, hs in marks.items()}
 
 
+class MarksView:
+    """What both stores answer from the in-memory copy of their marks, kept in step with
+    every committed transaction: reads here never touch the disk."""
+
+    _last_seq: int
+    _marks: HistoryMarks
+    _bases: dict[tuple[str, str], Base | None]
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def marks(self) -> dict[str, int]:
+        return latest_marks(self._marks)
+
+    def history_marks(self) -> HistoryMarks:
+        return copy_marks(self._marks)
+
+    def history_bases(self) -> dict[tuple[str, str], Base | None]:
+        return dict(self._bases)
+
+
 def value_code(value: object) -> int:
     """The type code of a reading's value; TypeError for anything a GTS cannot hold."""
     code = TYPE_CODES.get(type(value))

@@ -30,6 +30,7 @@ from fanout.gts import selector_matches
 from fanout.gts.model import Labels, MetaLine, Reading, Selector, Value
 
 from ._common import (
+    MarksView,
     check_delete_range,
     check_reading,
     classify,
@@ -136,7 +137,7 @@ class _Staging:
         return deleted_keys(matched)
 
 
-class MemoryStore:
+class MemoryStore(MarksView):
     """See the module docstring. ``seq_path``'s parent directories are created if missing."""
 
     def __init__(self, seq_path: Path):
@@ -218,18 +219,6 @@ class MemoryStore:
             raise
 
     # -- Store ---------------------------------------------------------------------------
-
-    def last_seq(self) -> int:
-        return self._last_seq
-
-    def marks(self) -> dict[str, int]:
-        return latest_marks(self._marks)
-
-    def history_marks(self) -> HistoryMarks:
-        return copy_marks(self._marks)
-
-    def history_bases(self) -> dict[tuple[str, str], Base | None]:
-        return dict(self._bases)
 
     def own_histories(self) -> list[History]:
         return list(self._histories)

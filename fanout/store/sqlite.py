@@ -49,6 +49,7 @@ from ._common import (
     T_LONG,
     T_MULTI,
     TYPE_CODES,
+    MarksView,
     check_delete_range,
     classify,
     copy_marks,
@@ -173,7 +174,7 @@ def _point(row: tuple) -> tuple:
     return ts, lat, lon, elev, decode_value(code, raw)
 
 
-class SqliteStore:
+class SqliteStore(MarksView):
     """See the module docstring. ``path``'s parent directories are created if missing."""
 
     def __init__(self, path: Path, *, cache_mb: int = 32):
@@ -304,18 +305,6 @@ class SqliteStore:
                 self._conn.execute("ROLLBACK")
 
     # -- Store ---------------------------------------------------------------------------
-
-    def last_seq(self) -> int:
-        return self._last_seq
-
-    def marks(self) -> dict[str, int]:
-        return latest_marks(self._marks)
-
-    def history_marks(self) -> HistoryMarks:
-        return copy_marks(self._marks)
-
-    def history_bases(self) -> dict[tuple[str, str], Base | None]:
-        return dict(self._bases)
 
     def own_histories(self) -> list[History]:
         rows = self._conn.execute(
