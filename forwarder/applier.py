@@ -32,6 +32,7 @@ from fanout.exitcodes import EXIT_POLICY_STOP
 from fanout.sdnotify import Notifier
 from fanout.state import Cursor, NodeState, cursor_path, node_state_path
 from fanout.statefile import iso_now
+from fanout.store.base import HistoryMarks, base_short
 from fanout.target_config import TargetConfig
 from fanout.tlsconfig import TLS_ERRORS
 from forwarder.retry import Backoff, FailureLog
@@ -251,16 +252,26 @@ class Forwarder:
         self._check_gap = False
         if marks is None:
             return chunk
-        first: dict[tuple[str, str], Record] = {}
-        for rec in chunk.records:
-            first.setdefault((rec.origin, rec.history), rec)
+        # The target's marks as they will be when each record arrives: earlier records
+        # of the chunk (the end of a base history, say) count as applied.
+        seen: HistoryMarks = {o: dict(hs) for o, hs in marks.items()}
+        checked: set[tuple[str, str]] = set()
         gaps = []
-        for (origin, history), r in first.items():
-            have = marks.get(origin, {}).get(history)
-            if have is None:
-                have = r.base[1] if r.base is not None else 0
-            if r.oseq > have + 1:
-                gaps.append((origin, history, have, r))
+        for r in chunk.records:
+            known = seen.setdefault(r.origin, {})
+            have = known.get(r.history)
+            if (r.origin, r.history) in checked:
+                pass  # only each history's first record: the rest follow it in order
+            elif have is None:
+                short = base_short(seen, r.origin, r.base)
+                if short is not None:  # the base history stops short of where r forked
+                    gaps.append((r.origin, r.base[0] if r.base else r.history, short, r))
+                elif r.oseq > (r.base[1] if r.base is not None else 0) + 1:
+                    gaps.append((r.origin, r.history, r.base[1] if r.base else 0, r))
+            elif r.oseq > have + 1:
+                gaps.append((r.origin, r.history, have, r))
+            checked.add((r.origin, r.history))
+            known[r.history] = max(r.oseq, have or 0)
         if not gaps:
             return chunk
         origin, history, have, rec = gaps[0]

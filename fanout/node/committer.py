@@ -87,7 +87,7 @@ class Committer:
         self.last_seq = store.last_seq()
         # This process's own history: begun here unless the caller began it already.
         self.history = history if history is not None else store.begin_history(node_id)
-        self.own_history_ids = own_history_ids(store.own_histories())
+        self.own_limits = own_history_limits(store.own_histories(), self.history.id)
         self.hmarks: HistoryMarks = store.history_marks()
         self.bases = store.history_bases()  # (origin, history) -> base, as first seen
         self.marks = store.marks()  # per origin, its latest-known history's mark
@@ -424,12 +424,30 @@ class Committer:
                           origin, p.oseq)
 
 
-def own_history_ids(own: list[History]) -> frozenset[str]:
-    """Every history a record of this node's own may carry: its own histories and their
-    bases (the legacy history of an upgraded store, or a history of a restored copy)."""
-    ids = {h.id for h in own}
-    ids.update(h.base[0] for h in own if h.base is not None)
-    return frozenset(ids)
+def own_history_limits(own: list[History], current: str) -> dict[str, int | None]:
+    """Every history a record of this node's own may carry, with the highest oseq this
+    node wrote in it (None: no limit, the current history).
+
+    A history this node left (at a restart: the base of the next one) ends at the oseq it
+    was left at; a write of it past that point comes from another live copy of this node
+    (a cloned VM or store that went on writing it), which is an id collision, not a loop.
+    A left history that is nobody's base wrote nothing. Bases that are not this node's own
+    histories (the legacy history of an upgraded store, one of a restored copy) end at
+    their base oseq too."""
+    limits: dict[str, int | None] = {h.id: 0 for h in own}
+    for h in own:
+        if h.base is not None:
+            limits[h.base[0]] = h.base[1]
+    limits[current] = None
+    return limits
+
+
+def is_own_write(limits: dict[str, int | None], history: str, oseq: int) -> bool:
+    """Whether a record of this node's id (history, oseq) is one it wrote itself."""
+    if history not in limits:
+        return False
+    limit = limits[history]
+    return limit is None or oseq <= limit
 
 
 def lost_writes(origin: str, base: Base, known: dict[str, int],

@@ -22,6 +22,7 @@ from aiohttp import web
 from fanout.datalog.format import Record, decode_frames
 from fanout.errors import ERROR_ID_COLLISION, DatalogCorruptError, GTSParseError, SelectorError
 from fanout.node.changes import Pending, change_of
+from fanout.node.committer import is_own_write
 from fanout.node.context import NODE, commit
 from fanout.node.http import authorize, fail, json_reply, read_body
 from fanout.node.validate import RecordInvalid, validate_batch
@@ -43,9 +44,10 @@ async def handle_replicate(request: web.Request) -> web.Response:
         fail(400, f"corrupt batch: {exc}")
     _validate(records)
     me = node.config.id
-    own = node.committer.own_history_ids
+    own = node.committer.own_limits
     for rec in records:
-        if rec.origin == me and rec.history not in own and me not in rec.via:
+        if rec.origin == me and me not in rec.via and not is_own_write(own, rec.history,
+                                                                       rec.oseq):
             refuse_collision(node, rec)
     pending: list[Pending] = []
     loops = 0
@@ -91,10 +93,12 @@ def refuse_collision(node: Any, rec: Record) -> NoReturn:
     """409 with errorNum 1420: two live nodes have one id (see the module docstring)."""
     me = node.config.id
     message = (f"id collision: this batch holds a write of origin {me!r} from history "
-               f"{rec.history} (seq {rec.seq}, oseq {rec.oseq}), but node {me!r} here never "
-               f"had that history: two running nodes are configured with id {me!r}. Give "
-               "one of them another id (a new id needs its own empty store and datalog); "
-               "nothing of this batch was applied, the sender keeps it and retries")
+               f"{rec.history} (seq {rec.seq}, oseq {rec.oseq}) that node {me!r} here did not "
+               "write (it never had that history, or left it before that oseq): two running "
+               f"nodes are configured with id {me!r} (a second process, a cloned VM or "
+               "store), or this node was wiped or restored inside a ring and these are its "
+               "lost writes coming back (docs/operations.md, error 1420). Nothing of this "
+               "batch was applied; the sender keeps it and retries")
     node.replication.collisions += 1
     node.replication.last_collision = {"origin": me, "history": rec.history,
                                        "time": iso_now(), "message": message}

@@ -319,7 +319,7 @@ async def download_and_restore(node: Any, source: Any) -> dict[str, Any]:
         tmo = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
         async with aiohttp.ClientSession(timeout=tmo) as s, s.get(
                 f"{source.url}/api/v0/replication/snapshot", ssl=source.ssl(),
-                headers={"X-Warp10-Token": source.token}) as resp:
+                allow_redirects=False, headers={"X-Warp10-Token": source.token}) as resp:
             if resp.status != 200:
                 raise SnapshotFormatError(f"HTTP {resp.status}: {(await resp.text())[:300]}")
             limit = node.config.limits.max_restore_bytes

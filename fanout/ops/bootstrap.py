@@ -92,7 +92,7 @@ async def _copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
     tmo = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
     async with aiohttp.ClientSession(timeout=tmo) as session, session.get(
             f"{source.url}/api/v0/replication/snapshot", ssl=source.ssl(),
-            headers={"X-Warp10-Token": source.token}) as snap:
+            allow_redirects=False, headers={"X-Warp10-Token": source.token}) as snap:
         if snap.status != 200:
             raise BootstrapError(f"snapshot from {source.url}: HTTP {snap.status}: "
                                  f"{(await snap.text()).strip()[:300]}")
@@ -112,7 +112,7 @@ async def _copy_snapshot(source: Endpoint, target: Endpoint, replace: bool,
 
         url = f"{target.url}/api/v0/replication/restore"
         async with session.post(url, data=body(), params={"replace": str(replace).lower()},
-                                ssl=target.ssl(),
+                                ssl=target.ssl(), allow_redirects=False,
                                 headers={"X-Warp10-Token": target.token,
                                          "Content-Type": "text/plain"}) as resp:
             text = await resp.text()

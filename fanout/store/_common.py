@@ -19,7 +19,7 @@ from fanout.gts import format_reading, series_key, sort_key
 from fanout.gts.model import INT64_MAX, INT64_MIN, Labels, MultiValue, Reading, Value
 from fanout.gts.values import parse_multi
 
-from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status
+from .base import LEGACY_HISTORY, Base, Entry, History, HistoryMarks, Status, base_short
 
 # Type codes stored beside each value, so every type comes back exactly.
 # bool is its own type for type(): type(True) is bool, not int.
@@ -42,11 +42,15 @@ def classify(marks: HistoryMarks, entry: Entry) -> Status:
 
     A history never seen before is never a duplicate: its writes are new whatever their
     oseq (a re-created or restored origin reuses oseqs of an earlier history). Its first
-    entry is expected at base oseq + 1 (1 without a base); anything above is a gap."""
+    entry is expected at base oseq + 1 (1 without a base); anything above is a gap. So is
+    a base history known here but short of the base oseq: the writes the origin made in
+    it before it moved on (a restart) never arrived."""
     mark = marks.get(entry.origin, {}).get(entry.history)
     if mark is None:
         expected = (entry.base[1] if entry.base is not None else 0) + 1
-        return "gap" if entry.oseq > expected else "applied"
+        if entry.oseq > expected or base_short(marks, entry.origin, entry.base) is not None:
+            return "gap"
+        return "applied"
     if entry.oseq <= mark:
         return "duplicate"
     if entry.oseq > mark + 1:

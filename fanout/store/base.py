@@ -194,3 +194,12 @@ class Store(Protocol):
     def is_empty(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def base_short(marks: HistoryMarks, origin: str, base: Base | None) -> int | None:
+    """The mark of ``origin``'s base history here when it is known but below the base
+    oseq (writes of it are missing), else None."""
+    if base is None:
+        return None
+    have = marks.get(origin, {}).get(base[0])
+    return have if have is not None and have < base[1] else None

@@ -67,6 +67,13 @@ def classify(status: int, text: str) -> SinkError | None:
     message = text.strip()[:500]
     if status >= 500 or status in RETRYABLE_STATUS:
         return SinkUnavailable(f"target answered HTTP {status}: {message}", status)
+    if 300 <= status < 400:
+        # Never followed: the token (and the records) would be sent again to wherever the
+        # redirect points, perhaps over plain http. Nothing is refused: retried until the
+        # endpoint in the target file is the final URL.
+        return SinkUnavailable(f"target answered HTTP {status}, a redirect, which is not "
+                               "followed (the token would be sent on): set the endpoint "
+                               "to the final URL", status, ERROR_TARGET_ERROR)
     if status == 409:
         try:
             reply = json.loads(text)

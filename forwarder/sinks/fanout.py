@@ -26,7 +26,8 @@ class FanoutSink:
         """One request; its JSON reply, or the SinkError its status or failure means."""
         url = f"{self.endpoint}{path}"
         try:
-            async with self._session.request(method, url, ssl=self.transport.ssl, **kw) as resp:
+            async with self._session.request(method, url, ssl=self.transport.ssl,
+                                             allow_redirects=False, **kw) as resp:
                 text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
             raise await self.transport.failure(exc, url) from None

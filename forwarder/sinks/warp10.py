@@ -33,7 +33,8 @@ class Warp10Sink:
         url = f"{self.endpoint}{path}"
         try:
             async with self._session.request(method, url, data=body, headers=headers,
-                                            ssl=self.transport.ssl) as resp:
+                                            ssl=self.transport.ssl,
+                                            allow_redirects=False) as resp:
                 text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:
             raise await self.transport.failure(exc, url.split("?")[0]) from None

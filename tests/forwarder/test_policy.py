@@ -242,6 +242,42 @@ def test_no_gap_when_the_target_has_the_record_before(tmp_path: Path) -> None:
     assert code == 0 and sink.applied_seqs() == [5, 6, 7]
 
 
+H1, H2 = "1" * 16, "2" * 16
+
+
+def write_history_files(directory: Path, spans: list[tuple[range, str, tuple[str, int] | None]]
+                        ) -> None:
+    """One file per span of origin a's records in history ``h`` with ``base`` (oseq = seq)."""
+    w = DatalogWriter(directory, "a")
+    for span, h, base in spans:
+        w.publish(w.prepare([Record(s, "a", s, 0, "update", "ingest", {}, (),
+                                    f"{s}// x{{}} {s}\n".encode(), history=h, base=base)
+                             for s in span]))
+
+
+def test_a_gap_at_the_start_of_a_new_history_stops_with_1414(tmp_path: Path) -> None:
+    """The origin restarted at oseq 10 (history H2, base (H1, 10)), but the target holds H1
+    only up to 7 and 8..10 are gone: the first H2 record must not hide that hole."""
+    cfg = config(tmp_path)
+    write_history_files(cfg.source_dir, [(range(11, 13), H2, (H1, 10))])
+    sink = FakeSink(marks={"a": {H1: 7}})
+    code, fwd = run(cfg, sink, lambda f: False)
+    assert code == 3 and sink.sent == []
+    err = fwd.state.last_error
+    assert err is not None and err.error_num == ERROR_START_TICK_NOT_PRESENT
+    assert f"up to oseq 7 (history {H1})" in err.message and "oseq 11" in err.message
+
+
+def test_no_gap_when_the_base_history_ends_in_the_same_backlog(tmp_path: Path) -> None:
+    """H1's last records (8..10) wait in the backlog before H2's first: nothing is missing."""
+    cfg = config(tmp_path)
+    write_history_files(cfg.source_dir, [(range(8, 11), H1, None),
+                                         (range(11, 13), H2, (H1, 10))])
+    sink = FakeSink(marks={"a": {H1: 7}})
+    code, _ = run(cfg, sink, done_through(12))
+    assert code == 0 and sink.applied_seqs() == [8, 9, 10, 11, 12]
+
+
 def test_the_gap_check_is_armed_again_after_an_outage(tmp_path: Path) -> None:
     """A target that comes back from an outage may have restarted empty: its marks are
     fetched again and checked before the next batch."""
@@ -327,6 +363,8 @@ def test_an_id_collision_is_retried_whatever_max_connect_retries_says(tmp_path: 
      SinkUnavailable, ERROR_ID_COLLISION),
     (409, json.dumps({"errorNum": 1405}), SinkRejected, ERROR_TARGET_ERROR),
     (409, "not json", SinkRejected, ERROR_TARGET_ERROR),
+    (307, "", SinkUnavailable, ERROR_TARGET_ERROR),  # a redirect: not followed, retried
+    (308, "", SinkUnavailable, ERROR_TARGET_ERROR),
     (400, "bad", SinkRejected, ERROR_TARGET_ERROR),
     (403, "forbidden", SinkRejected, ERROR_TARGET_ERROR),
 ])

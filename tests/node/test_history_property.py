@@ -181,3 +181,19 @@ def test_lost_writes_follows_the_ancestry() -> None:
     assert lost_writes("o", (h2, 25), known, bases) == (10, {h2, h3})
     # a history whose base this node never learned (marks from a snapshot) is left out
     assert lost_writes("o", (h1, 20), {h1: 20, h4: 9}, bases) == (0, set())
+
+
+def test_own_writes_end_where_a_history_was_left() -> None:
+    """A history this node left at a restart ends at the oseq it left it at: a write of it
+    past that point was made by another live copy of this node (a clone), a collision."""
+    from fanout.node.committer import is_own_write, own_history_limits
+    from fanout.store.base import History
+
+    h1, h2, h3 = "a" * 16, "b" * 16, "c" * 16
+    own = [History(h1, None, 0.0), History(h2, (h1, 40), 1.0), History(h3, (h1, 40), 2.0)]
+    limits = own_history_limits(own, h3)
+    assert is_own_write(limits, h1, 40) and not is_own_write(limits, h1, 41)
+    assert not is_own_write(limits, h2, 1)  # h2 wrote nothing (h3 forked from h1)
+    assert is_own_write(limits, h3, 10**9)  # the current history has no end yet
+    assert not is_own_write(limits, "d" * 16, 1)  # never ours
+

@@ -44,6 +44,21 @@ def test_a_new_history_is_never_a_duplicate(kind, tmp_path) -> None:
         s.close()
 
 
+def test_a_base_history_short_of_the_fork_point_is_a_gap(kind, tmp_path) -> None:
+    """The origin left H1 at oseq 5 (a restart) but only 1..3 arrived here: H2's first
+    write is applied, and reported as a gap, not taken for a clean continuation."""
+    s = make_store(kind, tmp_path)
+    try:
+        s.apply([w("o", 1, H1), w("o", 2, H1), w("o", 3, H1)], 0)
+        out = s.apply([w("o", 6, H2, (H1, 5), ts=6), w("o", 7, H2, (H1, 5), ts=7)], 0)
+        assert [x.status for x in out] == ["gap", "applied"]
+        # H1 complete up to the fork point: a clean continuation
+        out = s.apply([w("o", 4, H1), w("o", 5, H1), w("o", 6, H3, (H1, 5), ts=16)], 0)
+        assert [x.status for x in out] == ["applied", "applied", "applied"]
+    finally:
+        s.close()
+
+
 def test_own_histories_chain_across_reopen(kind, tmp_path) -> None:
     s = make_store(kind, tmp_path)
     h1 = s.begin_history("me")

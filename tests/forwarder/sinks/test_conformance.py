@@ -150,3 +150,35 @@ def test_unreadable_reply_is_invalid_response(tmp_path: Path) -> None:
             assert err.value.error_num == 1401
 
     run(scenario())
+
+
+def test_a_redirect_is_not_followed_and_the_token_goes_nowhere_else(kind: str,
+                                                                   tmp_path: Path) -> None:
+    """A target (or a proxy before it) answering 307/308 to plain http:// elsewhere: the
+    sink does not follow, so the token and the records reach only the configured URL, and
+    the redirect is a retryable error naming itself."""
+    async def scenario() -> None:
+        seen: list[web.Request] = []
+
+        async def elsewhere(request: web.Request) -> web.Response:
+            seen.append(request)
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", elsewhere)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            moved = web.Response(status=307, headers={"Location": f"http://127.0.0.1:{port}/x"})
+            async with stub(moved) as url:
+                with pytest.raises(SinkUnavailable) as err:
+                    await _send(target_config(tmp_path, kind, url), "s" * 32,
+                                batch(records()[:1]))
+            assert "307" in str(err.value) and "redirect" in str(err.value)
+            assert seen == []
+        finally:
+            await runner.cleanup()
+
+    run(scenario())
