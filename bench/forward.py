@@ -177,18 +177,17 @@ def cpu_seconds(*pids: int) -> float:
     return total
 
 
-def paced_lag(fwd: RunningForwarder, master: Path, rate: float) -> list[float]:
-    """Move the backlog's files in at ``rate`` points/s; each file's seconds from its
-    arrival to its removal (acknowledged by the target, then unlinked)."""
+def paced_lag(src: Path, master: Path, every: float) -> list[float]:
+    """Move the backlog's files into ``src`` one every ``every`` s; each file's seconds
+    from its arrival to its removal (acknowledged by the target, then unlinked)."""
     names = oldest_names(master, 10**9)
-    every = POINTS_PER_RECORD * RECORDS_PER_FILE / rate
     arrived: dict[str, float] = {}
     gone: dict[str, float] = {}
     done = threading.Event()
 
     def watch() -> None:
         while not done.is_set() or len(gone) < len(names):
-            present = {e.name for e in os.scandir(fwd.src)}
+            present = {e.name for e in os.scandir(src)}
             now = time.perf_counter()
             for n in list(arrived):
                 if n not in gone and n not in present:
@@ -205,7 +204,7 @@ def paced_lag(fwd: RunningForwarder, master: Path, rate: float) -> list[float]:
         if delay > 0:
             time.sleep(delay)
         arrived[n] = time.perf_counter()
-        os.rename(master / n, fwd.src / n)
+        os.rename(master / n, src / n)
     done.set()
     th.join(600)
     return sorted(gone[n] - arrived[n] for n in names if n in gone)
@@ -254,7 +253,7 @@ def tls_compare(root: Path, points: int, runs: int, rate: float, seconds: float)
                 paced = root / f"paced-{name}"
                 make_backlog(paced, paced_points, first_seq=seq)
                 seq += paced_points // POINTS_PER_RECORD
-                lags = paced_lag(fwd, paced, rate)
+                lags = paced_lag(fwd.src, paced, POINTS_PER_RECORD * RECORDS_PER_FILE / rate)
                 fwd.close()
             finally:
                 node.stop()
@@ -278,6 +277,78 @@ def tls_compare(root: Path, points: int, runs: int, rate: float, seconds: float)
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
+LIVE_POINTS = 100  # points per file on the live path: one 100-point request per file
+
+
+def make_live_files(master: Path, count: int, first_seq: int) -> None:
+    """``count`` datalog files of one 100-point record each, as a primary writes them
+    when 100-point requests arrive one at a time (the live path)."""
+    w = DatalogWriter(master, "src")
+    for seq in range(first_seq, first_seq + count):
+        base = seq * LIVE_POINTS
+        body = "".join(f"{base + j}// bench.live{{host=h{j % 10}}} {j}.25\n"
+                       for j in range(LIVE_POINTS)).encode()
+        w.publish(w.prepare([Record(seq, "src", seq, 0, "update", "ingest", {}, (), body)]))
+
+
+class FloorLoop:
+    """bench/floor_forward.py as a process, shaped like RunningForwarder."""
+
+    def __init__(self, src: Path, url: str, log: Path):
+        self.src = src
+        src.mkdir(parents=True, exist_ok=True)
+        self.p = start([sys.executable, str(HERE / "floor_forward.py"), str(src),
+                        url + "/api/v0/replicate"], log)
+        wait_until(lambda: "ready" in log.read_text(), 30, what="floor loop to start")
+
+    def close(self) -> float:
+        self.p.terminate()
+        self.p.wait()
+        return 0.0
+
+
+def live_compare(root: Path, url: str, rates: list[float], seconds: float,
+                 runs: int) -> None:
+    """Section 6: CPU per file on the live path (files arriving one by one at a paced
+    rate), the forwarder against the floor loop, side by side, alternated, same run."""
+    for rate in rates:
+        count = int(rate * seconds)
+        got: dict[str, dict[str, list[float]]] = {}
+        for run in range(runs):
+            for kind in ("floor", "forwarder"):
+                name = f"live-{kind}-{rate:.0f}-{run}"
+                src = root / f"src-{name}"
+                if kind == "floor":
+                    proc: FloorLoop | RunningForwarder = FloorLoop(src, url,
+                                                                   root / f"{name}.log")
+                else:
+                    cfg = forward_config(root, name, src, url, "x" * 32)
+                    proc = RunningForwarder(cfg, src, root / f"{name}.log")
+                master = root / f"master-{name}"
+                make_live_files(master, count, 1)  # a new target name: a fresh cursor
+                cpu0 = cpu_seconds(proc.p.pid)
+                lags = paced_lag(src, master, 1 / rate)
+                cpu = cpu_seconds(proc.p.pid) - cpu0
+                proc.close()
+                if kind == "forwarder":  # one endpoint, one target file at a time
+                    cfg.unlink()
+                r = got.setdefault(kind, {"us": [], "p50": [], "p99": []})
+                r["us"].append(cpu / count * 1e6)
+                r["p50"].append(lags[len(lags) // 2] * 1000)
+                r["p99"].append(lags[int(len(lags) * 0.99) - 1] * 1000)
+                print(f"   {rate:.0f} files/s run {run} {kind:9}: {r['us'][-1]:.0f} us CPU per "
+                      f"file, lag p50 {r['p50'][-1]:.1f} ms p99 {r['p99'][-1]:.1f} ms",
+                      flush=True)
+        fl, fw = got["floor"], got["forwarder"]
+        print(f"6. live path at {rate:,.0f} files/s ({rate * LIVE_POINTS:,.0f} points/s), median"
+              f" of {runs}: floor loop {median(fl['us']):.0f} us CPU per file, forwarder "
+              f"{median(fw['us']):.0f} us ({median(fw['us']) / LIVE_POINTS:.2f} "
+              f"CPU s per million points) => {median(fw['us']) / median(fl['us']):.2f}x the "
+              f"floor; lag p50/p99 floor {median(fl['p50']):.1f}/{median(fl['p99']):.1f} ms, "
+              f"forwarder {median(fw['p50']):.1f}/{median(fw['p99']):.1f} ms; load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+
+
 def median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
@@ -291,9 +362,30 @@ def main() -> None:
     ap.add_argument("--tls-only", action="store_true", help="run section 5 only")
     ap.add_argument("--rate", type=float, default=10_000, help="section 5 paced points/s")
     ap.add_argument("--paced-seconds", type=float, default=20)
+    ap.add_argument("--live", action="store_true",
+                    help="add section 6: live-path CPU per file against the floor loop")
+    ap.add_argument("--live-only", action="store_true", help="run section 6 only")
+    ap.add_argument("--live-rates", default="100,250", help="section 6 files/s, comma-separated")
+    ap.add_argument("--live-seconds", type=float, default=20)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fanout-bench-forward-"))
     recv = None
+    live_rates = [float(x) for x in args.live_rates.split(",")]
+    if args.live_only:
+        try:
+            print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            port = free_port()
+            recv = start([sys.executable, str(HERE / "discard_receiver.py"), str(port)],
+                         root / "recv.log")
+            wait_until(lambda: _answers(port), 10, what="discarding receiver")
+            live_compare(root, f"http://127.0.0.1:{port}", live_rates, args.live_seconds,
+                         args.runs)
+        finally:
+            if recv is not None:
+                recv.terminate()
+                recv.wait()
+            shutil.rmtree(root, ignore_errors=True)
+        return
     if args.tls_only:
         try:
             print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -363,6 +455,8 @@ def main() -> None:
         print(f"4. forwarder with a {args.files:,}-file backlog -> discarding receiver: "
               f"{t_many:.1f} s ({args.files / t_many:,.0f} files/s), peak RSS {rss:.0f} MB",
               flush=True)
+        if args.live:
+            live_compare(root, url, live_rates, args.live_seconds, args.runs)
         if args.tls:
             tls_compare(root, args.points, args.runs, args.rate, args.paced_seconds)
     finally:

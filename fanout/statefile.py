@@ -31,4 +31,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def iso_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return iso_time(time.time())
+
+
+def iso_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fanout.datalog.format import LEGACY_HISTORY, Record
 from fanout.errors import (
@@ -37,7 +37,7 @@ from fanout.target_config import TargetConfig
 from fanout.tlsconfig import TLS_ERRORS
 from forwarder.retry import Backoff, FailureLog
 from forwarder.sinks.base import Batch, Sink, SinkError, SinkRejected, SinkUnavailable
-from forwarder.source import Chunk, SourceReader, scan_pending
+from forwarder.source import MAX_CHUNK_RECORDS, Chunk, SourceReader, scan_pending
 from forwarder.state import ApplierState, LastError, Phase
 from forwarder.wakeup import DirWatch
 
@@ -45,6 +45,7 @@ log = logging.getLogger("fanout.forwarder")
 T = TypeVar("T")
 
 MAX_IDLE_POLL_FACTOR = 10
+INLINE_UNLINKS = 4
 
 
 class ForwarderStopped(Exception):
@@ -89,6 +90,9 @@ class Forwarder:
         self.notify = Notifier()
         self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="fanout-read")
         self._unlinker = ThreadPoolExecutor(1, thread_name_prefix="fanout-unlink")
+        self._watch: DirWatch | None = None
+        self._pause_file = str(cfg.pause_file)  # looked at before every request
+        self._inflight: asyncio.Future[Any] | None = None  # the request being made
 
     # -- cursor ---------------------------------------------------------------------------
 
@@ -107,12 +111,14 @@ class Forwarder:
     def request_stop(self) -> None:
         self.stop_event.set()
         self.wake.set()
+        if self._inflight is not None:
+            self._inflight.cancel()  # _with_retry turns this into _Interrupted
 
     async def run(self) -> int:
         """0 after SIGTERM, 3 when it stopped itself (state says why)."""
         self.cfg.source_dir.mkdir(parents=True, exist_ok=True)
         self.state.write()
-        watch = DirWatch(self.cfg.source_dir, self.wake)
+        watch = self._watch = DirWatch(self.cfg.source_dir, self.wake)
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         # READY once it serves: state file, watchdog pings and retries all run. A target
         # that does not answer yet is its state's business (phase connecting/backoff,
@@ -168,8 +174,11 @@ class Forwarder:
         self.state.set_phase(Phase.RUNNING, f"connected to {self.state.target_id or 'target'}")
 
     async def _loop(self) -> None:
-        """Send chunk N while a reader thread prepares chunk N+1: reading and checksumming
-        overlap the network round trip, and still only one batch is ever in flight."""
+        """With a backlog, send chunk N while a reader thread prepares chunk N+1: reading
+        and checksumming overlap the network round trip, and still only one batch is ever
+        in flight. At the live edge (the last chunk took every file there was) the next
+        chunk is read on the event loop instead: it is a file or two, and handing it to a
+        thread and back cost more than reading it."""
         idle_factor = 1.0
         single_until: str | None = None
         chunk = await self._build(False, single_until)
@@ -184,14 +193,16 @@ class Forwarder:
                 # was lost until the next poll (up to 10 s with adaptive polling).
                 if not self.wake.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(),
-                                               self.cfg.poll_interval * idle_factor)
+                        async with asyncio.timeout(self.cfg.poll_interval * idle_factor):
+                            await self.wake.wait()
                 woken = self.wake.is_set()
                 self.wake.clear()
                 idle_factor = (min(MAX_IDLE_POLL_FACTOR, idle_factor * 2)
                                if self.cfg.adaptive_polling and not woken else 1.0)
                 # idle: also look for stragglers from the start of the directory
-                chunk = await self._build(True, single_until)
+                chunk = await self._build(True, single_until, inline=True)
+                if chunk is not None and woken and single_until is None:
+                    chunk = await self._linger(chunk)
                 continue
             idle_factor = 1.0
             if single_until is not None and chunk.files[-1:] >= [single_until]:
@@ -200,7 +211,7 @@ class Forwarder:
                 self._verify_until = None
                 self.reader.verify = self.verify_locally
             prefetch = None
-            if self.cfg.pause_file.exists():
+            if os.path.exists(self._pause_file):
                 await self._paused()
                 continue
             if chunk.records and self._check_gap:
@@ -209,7 +220,8 @@ class Forwarder:
                     continue
             if chunk.records:
                 self.state.set_phase(Phase.RUNNING, f"sending {len(chunk.records)} records")
-                prefetch = self._start_build(single_until)
+                if not self.reader.caught_up:
+                    prefetch = self._start_build(single_until)
                 try:
                     await self._deliver(chunk)
                 except SinkRejected as exc:
@@ -224,7 +236,39 @@ class Forwarder:
             if prefetch is not None:
                 chunk = await self._finish_build(prefetch, single_until)
             else:
-                chunk = await self._build(False, single_until)
+                chunk = await self._build(False, single_until, inline=self.reader.caught_up)
+
+    async def _linger(self, chunk: Chunk) -> Chunk:
+        """Files arriving back to back (wake-ups closer together than ``linger``): wait up
+        to ``linger`` after the first for the next ones to share its request, and stop
+        waiting as soon as the next one is not expected in time. A lone file, or files
+        further apart, are sent at once, so a trickle pays no lag for this."""
+        watch, linger = self._watch, self.cfg.linger
+        if watch is None or not linger or not chunk.records:
+            return chunk
+        deadline = time.monotonic() + linger
+        while (self.reader.caught_up and len(chunk.payload) < self.cfg.chunk_size
+               and len(chunk.records) < MAX_CHUNK_RECORDS and not self.stop_event.is_set()):
+            now = time.monotonic()
+            if now + watch.interval > deadline:
+                break  # the next file is not expected before the deadline
+            if not self.wake.is_set():
+                try:
+                    async with asyncio.timeout(deadline - now):
+                        await self.wake.wait()
+                except TimeoutError:
+                    break
+            self.wake.clear()
+            try:
+                more = self.reader.next_chunk(
+                    self.cfg.chunk_size - len(chunk.payload), self._keep, strict=True,
+                    max_records=MAX_CHUNK_RECORDS - len(chunk.records))
+            except DatalogCorruptError as exc:
+                self.reader.defer(exc)  # the next build meets it; this chunk goes first
+                break
+            if more is not None:
+                chunk = chunk.extend(more)
+        return chunk
 
     async def _paused(self) -> None:
         """Keep the place, send nothing, until the pause file goes (SIGUSR1 wakes us)."""
@@ -322,8 +366,16 @@ class Forwarder:
                 self.cfg.chunk_size, self._keep, single_file=single_until is not None,
                 rescan=rescan))
 
-    async def _build(self, rescan: bool, single_until: str | None) -> Chunk | None:
-        return await self._finish_build(self._start_build(single_until, rescan), single_until)
+    async def _build(self, rescan: bool, single_until: str | None,
+                     inline: bool = False) -> Chunk | None:
+        if not inline:
+            return await self._finish_build(self._start_build(single_until, rescan),
+                                            single_until)
+        try:
+            return self.reader.next_chunk(self.cfg.chunk_size, self._keep,
+                                          single_file=single_until is not None, rescan=rescan)
+        except DatalogCorruptError as exc:
+            return await self._on_corrupt(exc, single_until)
 
     async def _finish_build(self, fut: asyncio.Future[Chunk | None],
                             single_until: str | None) -> Chunk | None:
@@ -331,13 +383,17 @@ class Forwarder:
         try:
             return await fut
         except DatalogCorruptError as exc:
-            name = Path(exc.path).name
-            if self.cfg.on_reject != "quarantine":
-                raise ForwarderStopped(ERROR_INVALID_RESPONSE,
-                                       f"corrupt datalog file: {exc}") from None
-            self._quarantine(name, ERROR_INVALID_RESPONSE, str(exc), {"offset": exc.offset})
-            self.reader.rewind()
-            return await self._build(False, single_until)
+            return await self._on_corrupt(exc, single_until)
+
+    async def _on_corrupt(self, exc: DatalogCorruptError,
+                          single_until: str | None) -> Chunk | None:
+        name = Path(exc.path).name
+        if self.cfg.on_reject != "quarantine":
+            raise ForwarderStopped(ERROR_INVALID_RESPONSE,
+                                   f"corrupt datalog file: {exc}") from None
+        self._quarantine(name, ERROR_INVALID_RESPONSE, str(exc), {"offset": exc.offset})
+        self.reader.rewind()
+        return await self._build(False, single_until)
 
     async def _discard(self, fut: asyncio.Future[Chunk | None] | None) -> None:
         """Wait out a prefetch whose result is no longer wanted (the reader is rewound
@@ -382,7 +438,12 @@ class Forwarder:
         # thread, overlapping the next send. The ack is already recorded; a crash before
         # the unlink only means a resend that the target's dedup absorbs.
         # Only the names are queued: a queued chunk would pin its records and payload.
-        self._unlinker.submit(self.reader.unlink, list(chunk.files_done))
+        # A file or two (the live path) are unlinked here: the hand-off to the thread and
+        # back cost more than the unlinks.
+        if len(chunk.files_done) <= INLINE_UNLINKS:
+            self.reader.unlink(chunk.files_done)
+        else:
+            self._unlinker.submit(self.reader.unlink, list(chunk.files_done))
         self._refresh_pending()
         s.write_if_due()
 
@@ -393,19 +454,18 @@ class Forwarder:
             if self.stop_event.is_set():
                 raise _Interrupted
             task = asyncio.ensure_future(call())
-            stopper = asyncio.ensure_future(self.stop_event.wait())
-            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            if task not in done:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-                raise _Interrupted
+            self._inflight = task  # request_stop cancels it
             try:
-                result = task.result()
+                result = await task
+            except asyncio.CancelledError:
+                if task.cancelled() and self.stop_event.is_set():
+                    raise _Interrupted from None
+                raise
             except SinkUnavailable as exc:
                 await self._failed(exc)
                 continue
+            finally:
+                self._inflight = None
             if self.failures.count:
                 # back from an outage: the target may have restarted empty (a memory
                 # store), so its marks are fetched and checked again before sending

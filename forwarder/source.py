@@ -46,6 +46,13 @@ class Chunk:
     excluded: int = 0
     resume: tuple[str, int] | None = None  # (file, next record index) if one is cut
 
+    def extend(self, more: Chunk) -> Chunk:
+        """This chunk followed by ``more``, read right after it by the same reader."""
+        return Chunk(self.records + more.records, self.payload + more.payload,
+                     max(self.last_seq, more.last_seq), self.files_done + more.files_done,
+                     self.files + [f for f in more.files if f not in self.files],
+                     self.excluded + more.excluded, more.resume)
+
 
 class SourceReader:
     def __init__(self, directory: Path, cursor_seq: int, verify: bool = True):
@@ -95,6 +102,11 @@ class SourceReader:
             self._file, self._records, self._index = name, records, 0
             return True
 
+    def defer(self, exc: Exception) -> None:
+        """Raise ``exc`` from the next ``next_chunk`` (a corrupt file met while extending
+        a chunk that must be sent first)."""
+        self._deferred = exc
+
     def rewind(self) -> None:
         """Forget read-ahead: the next chunk starts again after the cursor, which only an
         acknowledgement moves, so an unacknowledged chunk is rebuilt from its start."""
@@ -102,10 +114,19 @@ class SourceReader:
         self._file, self._records, self._index = None, [], 0
         self._last_listed = None
 
+    @property
+    def caught_up(self) -> bool:
+        """Whether the last chunk took everything listed: the reader is at the live edge
+        (more files may be arriving, but no backlog was seen)."""
+        return self._file is None and not self._names and self._deferred is None
+
     def next_chunk(self, max_bytes: int, keep: Callable[[Record], bool],
-                   single_file: bool = False, rescan: bool = False) -> Chunk | None:
+                   single_file: bool = False, rescan: bool = False,
+                   strict: bool = False, max_records: int = MAX_CHUNK_RECORDS) -> Chunk | None:
         """Up to ``max_bytes`` of framed records in order; ``keep(record)`` says whether a
-        record is sent (False: excluded, counted, still settled by the ack)."""
+        record is sent (False: excluded, counted, still settled by the ack). The first
+        record is taken whatever its size unless ``strict`` (a chunk being extended, which
+        must stay within the request size)."""
         records: list[Record] = []
         parts: list[bytes] = []
         size = 0
@@ -141,8 +162,8 @@ class SourceReader:
                     continue
                 if keep(rec):
                     frame = encode_record(rec)
-                    if records and (size + len(frame) > max_bytes
-                                    or len(records) >= MAX_CHUNK_RECORDS):
+                    if (records or strict) and (size + len(frame) > max_bytes
+                                                or len(records) >= max_records):
                         return self._chunk(records, parts, last_seq, done, files, excluded)
                     records.append(rec)
                     parts.append(frame)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fanout.state import ErrorInfo, ForwarderState, Pending, Progress
-from fanout.statefile import iso_now
+from fanout.statefile import iso_now, iso_time
 
 
 class Phase(enum.Enum):
@@ -72,7 +72,9 @@ class ApplierState:
     pending_bytes: int = 0
     pending_oldest_age: float = 0.0
     progress_message: str = "starting"
-    progress_time: str = field(default_factory=iso_now)
+    # epoch seconds, formatted only when the state is written: a forwarder notes progress
+    # for every batch, and formatting a time each time cost more than the note
+    progress_at: float = field(default_factory=time.time)
     failed_connects: int = 0
     total_requests: int = 0
     total_failed_connects: int = 0
@@ -89,7 +91,7 @@ class ApplierState:
 
     def progress(self, message: str) -> None:
         self.progress_message = message
-        self.progress_time = iso_now()
+        self.progress_at = time.time()
 
     def set_phase(self, phase: Phase, message: str | None = None) -> None:
         previous = self.phase
@@ -115,7 +117,8 @@ class ApplierState:
             last_processed_tick=self.last_processed,
             last_available_tick=self.last_available,
             pending=Pending(self.pending_files, self.pending_bytes, self.pending_oldest_age),
-            progress=Progress(self.progress_time, self.progress_message, self.failed_connects),
+            progress=Progress(iso_time(self.progress_at), self.progress_message,
+                              self.failed_connects),
             total_requests=self.total_requests,
             total_failed_connects=self.total_failed_connects,
             total_events=self.total_events,

@@ -1,13 +1,16 @@
 """inotify wake-ups for a source directory, delivered to an asyncio.Event.
 
 A hard link made by the distributor arrives as IN_CREATE; a rename as IN_MOVED_TO. Events
-are never counted: any event (or an overflow) only means "look again".
+are never counted: any event (or an overflow) only means "look again". The watch also
+keeps how far apart wake-ups come (``interval``): the forwarder lingers for company only
+when files arrive back to back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from inotify_simple import INotify
@@ -23,6 +26,19 @@ class DirWatch:
         os.set_blocking(self._fd, False)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._readable)
+        self.last = 0.0  # monotonic time of the last wake-up
+        self._gaps = (float("inf"), float("inf"))  # the last two times between wake-ups
+
+    @property
+    def interval(self) -> float:
+        """How soon the next file is expected: the longer of the last two gaps between
+        wake-ups, so the first file after a pause, and a trickle, count as alone."""
+        return max(self._gaps)
+
+    def _note(self) -> None:
+        now = time.monotonic()
+        self._gaps = (self._gaps[1], now - self.last)
+        self.last = now
 
     def _readable(self) -> None:
         # Drain the raw bytes without building an object per event: a 100,000-file
@@ -32,6 +48,7 @@ class DirWatch:
                 pass
         except BlockingIOError:
             pass
+        self._note()
         self._event.set()
 
     def close(self) -> None:

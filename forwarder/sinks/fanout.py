@@ -6,6 +6,8 @@ import gzip
 import json
 from typing import Any
 
+from yarl import URL
+
 from fanout.datalog.format import LEGACY_HISTORY
 from fanout.target_config import TargetConfig
 from forwarder.sinks.base import Batch, SendResult, classify, invalid_response
@@ -21,12 +23,16 @@ class FanoutSink:
         self.compress = cfg.sink.compress
         self._session = make_session(cfg.connect_timeout, cfg.request_timeout, token,
                                      self.transport.context)
+        self._urls: dict[str, URL] = {}
 
     async def _call(self, method: str, path: str, **kw: Any) -> tuple[str, Any]:
         """One request; its JSON reply, or the SinkError its status or failure means."""
         url = f"{self.endpoint}{path}"
+        target = self._urls.get(url)
+        if target is None:  # parsed once per path: aiohttp would parse the text every time
+            target = self._urls[url] = URL(url)
         try:
-            async with self._session.request(method, url, ssl=self.transport.ssl,
+            async with self._session.request(method, target, ssl=self.transport.ssl,
                                              allow_redirects=False, **kw) as resp:
                 text = await read_reply(resp, url.split("?")[0])
         except NETWORK_ERRORS as exc:

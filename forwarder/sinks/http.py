@@ -96,6 +96,8 @@ async def read_reply(resp: aiohttp.ClientResponse, url: str, limit: int = MAX_RE
     if (resp.content_length or 0) > limit:
         raise invalid_response(f"{url}: reply of {resp.content_length} bytes is over the "
                                f"{limit} bytes a reply may have", resp.status)
+    if d is None and resp.content_length is not None:
+        return (await resp.read()).decode("utf-8", errors="replace")  # bounded just above
     parts: list[bytes] = []
     raw = size = 0
     async for chunk in resp.content.iter_chunked(1 << 16):

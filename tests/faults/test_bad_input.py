@@ -403,7 +403,7 @@ TARGET_KEYS: dict[str, Any] = {
     "retry_min": "num", "retry_max": "num", "adaptive_polling": "bool",
     "poll_interval": "num", "on_reject": "str", "retention": "map",
     "retention.max_files": "int", "retention.max_bytes": "int", "auto_resync": "bool",
-    "auto_resync_retries": "int",
+    "auto_resync_retries": "int", "linger": "num",
     "sink.tls": "map", "sink.tls.ca_file": "str", "sink.tls.cert_file": "str",
 }
 OK_FOR = {"str": (str,), "map": (dict,), "bool": (bool,), "int": (int,),
@@ -452,6 +452,18 @@ def test_target_config_wrong_types_name_file_and_key(valid_files: tuple[Path, Pa
             load_target_config(target)
         assert str(target) in str(err.value) and f": {key}: " in str(err.value), \
             (value, err.value)
+
+
+@pytest.mark.parametrize("value", [-0.001, 1.5])
+def test_target_linger_out_of_range_names_file_and_key(valid_files: tuple[Path, Path],
+                                                       value: float) -> None:
+    _, target = valid_files
+    data = yaml.safe_load(target.read_text())
+    data["linger"] = value
+    target.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_target_config(target)
+    assert str(target) in str(err.value) and ": linger: " in str(err.value), err.value
 
 
 BROKEN_YAML = ["id: a\nlisten: [unclosed\n", "a: b\n  c: d\n", "key: 'open\n",
