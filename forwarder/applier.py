@@ -91,6 +91,7 @@ class Forwarder:
         self._reader_thread = ThreadPoolExecutor(1, thread_name_prefix="fanout-read")
         self._unlinker = ThreadPoolExecutor(1, thread_name_prefix="fanout-unlink")
         self._watch: DirWatch | None = None
+        self._wakes_seen = -1  # DirWatch.count when the last inline build began
         self._pause_file = str(cfg.pause_file)  # looked at before every request
         self._inflight: asyncio.Future[Any] | None = None  # the request being made
 
@@ -259,6 +260,7 @@ class Forwarder:
                 except TimeoutError:
                     break
             self.wake.clear()
+            self._wakes_seen = watch.count
             try:
                 more = self.reader.next_chunk(
                     self.cfg.chunk_size - len(chunk.payload), self._keep, strict=True,
@@ -371,6 +373,14 @@ class Forwarder:
         if not inline:
             return await self._finish_build(self._start_build(single_until, rescan),
                                             single_until)
+        watch = self._watch
+        if watch is not None:
+            # At the live edge with no wake-up since the last build began, the directory
+            # holds nothing that build did not list: skip listing it again. A file landing
+            # after that listing has an event the idle wait will see.
+            if not rescan and watch.count == self._wakes_seen and self.reader.caught_up:
+                return None
+            self._wakes_seen = watch.count
         try:
             return self.reader.next_chunk(self.cfg.chunk_size, self._keep,
                                           single_file=single_until is not None, rescan=rescan)

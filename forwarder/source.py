@@ -57,6 +57,7 @@ class Chunk:
 class SourceReader:
     def __init__(self, directory: Path, cursor_seq: int, verify: bool = True):
         self.dir = Path(directory)
+        self._dir = str(self.dir)  # joined as text: pathlib cost ~10% of the live path
         self.verify = verify  # record checksums; see Forwarder for when they are skipped
         self.cursor_seq = cursor_seq
         self._names: deque[str] = deque()
@@ -66,19 +67,24 @@ class SourceReader:
         self._index = 0
         self._deferred: Exception | None = None
         self._window = MIN_WINDOW
+        self._more = False  # the last listing left names out (a window's worth was taken)
+        self._listings = 0
 
-    def _next_name(self, rescan: bool, taken: list[str]) -> str | None:
+    def _next_name(self, rescan: bool, taken: list[str], may_list: bool) -> str | None:
         """Next name in order. ``rescan`` lists from the start of the directory (to find
-        files that arrived out of order) but never returns a name this chunk ``taken``."""
-        if not self._names:
+        files that arrived out of order) but never returns a name this chunk ``taken``.
+        Without ``may_list``, only names already listed are returned."""
+        if not self._names and may_list:
+            self._listings += 1
             after = None if rescan else self._last_listed
             while True:
                 names, waiting, cursor = oldest_datalog_names(
-                    self.dir, self._window + len(taken), after=after)
+                    self._dir, self._window + len(taken), after=after)
                 if names or cursor is None:
                     break
                 after = cursor  # the window held only stray names: look past them
             self._window = max(MIN_WINDOW, min(MAX_WINDOW, waiting // 8))
+            self._more = waiting > len(names)
             skip = set(taken)
             if self._file is not None:
                 skip.add(self._file)
@@ -88,15 +94,15 @@ class SourceReader:
                 self._last_listed = max(names[-1], self._last_listed or "")
         return self._names.popleft() if self._names else None
 
-    def _open_next(self, rescan: bool, taken: list[str]) -> bool:
+    def _open_next(self, rescan: bool, taken: list[str], may_list: bool = True) -> bool:
         """Load the next file (DatalogCorruptError propagates: the caller decides)."""
         while True:
-            name = self._next_name(rescan, taken)
+            name = self._next_name(rescan, taken, may_list)
             rescan = False
             if name is None:
                 return False
             try:
-                records = read_file(self.dir / name, self.verify)
+                records = read_file(os.path.join(self._dir, name), self.verify)
             except FileNotFoundError:
                 continue  # removed by retention between listing and reading
             self._file, self._records, self._index = name, records, 0
@@ -113,12 +119,14 @@ class SourceReader:
         self._names.clear()
         self._file, self._records, self._index = None, [], 0
         self._last_listed = None
+        self._more = False
 
     @property
     def caught_up(self) -> bool:
         """Whether the last chunk took everything listed: the reader is at the live edge
         (more files may be arriving, but no backlog was seen)."""
-        return self._file is None and not self._names and self._deferred is None
+        return (self._file is None and not self._names and not self._more
+                and self._deferred is None)
 
     def next_chunk(self, max_bytes: int, keep: Callable[[Record], bool],
                    single_file: bool = False, rescan: bool = False,
@@ -137,12 +145,17 @@ class SourceReader:
         if self._deferred is not None:
             err, self._deferred = self._deferred, None
             raise err
+        listings = self._listings
         while True:
             if self._file is None:
                 if single_file and files:
                     break
                 try:
-                    opened = self._open_next(rescan, files)
+                    # One listing per chunk unless it left names out: listing again only
+                    # to find the directory empty cost a directory pass per chunk at the
+                    # live edge; a file that arrived meanwhile goes in the next chunk.
+                    opened = self._open_next(rescan, files,
+                                             self._listings == listings or self._more)
                     rescan = False
                     if not opened:
                         break
@@ -203,7 +216,7 @@ class SourceReader:
     def unlink(self, names: list[str]) -> None:
         for name in names:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dir / name)
+                os.unlink(os.path.join(self._dir, name))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class DirWatch:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._readable)
         self.last = 0.0  # monotonic time of the last wake-up
+        self.count = 0  # wake-ups so far: unchanged means nothing arrived since
         self._gaps = (float("inf"), float("inf"))  # the last two times between wake-ups
 
     @property
@@ -39,6 +40,7 @@ class DirWatch:
         now = time.monotonic()
         self._gaps = (self._gaps[1], now - self.last)
         self.last = now
+        self.count += 1
 
     def _readable(self) -> None:
         # Drain the raw bytes without building an object per event: a 100,000-file

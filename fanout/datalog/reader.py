@@ -13,7 +13,7 @@ from fanout.datalog.format import Record, decode_records
 from fanout.fileio import is_datalog_name, newest_datalog_name, oldest_datalog_names
 
 
-def read_file(path: Path, verify: bool = True) -> list[Record]:
+def read_file(path: str | Path, verify: bool = True) -> list[Record]:
     """All records of one published file; DatalogCorruptError names file and offset."""
     with open(path, "rb") as f:
         data = f.read()
