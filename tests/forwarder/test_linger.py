@@ -83,3 +83,43 @@ def test_linger_zero_never_waits(tmp_path: Path) -> None:
     for t, seqs in sink.arrivals:
         assert t - arrived[seqs[0]] < 0.5
     assert sorted(s for _, seqs in sink.arrivals for s in seqs) == list(range(1, 11))
+
+
+def test_files_arriving_during_a_send_go_right_after_it(tmp_path: Path) -> None:
+    """The build after an acknowledgement skips listing the directory only when nothing
+    woke the forwarder since the last listing: files that landed during the send (they
+    have waited already) are sent right after it, neither at the next poll (an hour away
+    here) nor after lingering (5 s here, set past the loader's limit to be unmistakable)."""
+    cfg = config(tmp_path, poll_interval=3600.0, adaptive_polling=False, linger=5.0)
+    staging = tmp_path / "staging"
+    names = write_files(staging, [range(i, i + 1) for i in range(1, 5)])
+    release = asyncio.Event()
+
+    class SlowSink(TimedSink):
+        async def send(self, batch: Any) -> Any:
+            if not self.arrivals:
+                await release.wait()  # the first send stays in flight
+            return await super().send(batch)
+
+    sink = SlowSink()
+
+    async def main() -> float:
+        fwd = Forwarder(cfg, sink)
+        task = asyncio.ensure_future(drive(fwd, lambda: fwd.state.last_processed >= 4
+                                           and not dlogs(cfg.source_dir)))
+        await asyncio.sleep(0.3)
+        (staging / names[0]).rename(cfg.source_dir / names[0])
+        while fwd.state.total_requests == 0 and fwd._inflight is None:
+            await asyncio.sleep(0.01)
+        for name in names[1:]:  # apart, so that they look back to back to the forwarder
+            (staging / name).rename(cfg.source_dir / name)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # their wake-ups arrive while the send is in flight
+        t0 = time.monotonic()
+        release.set()
+        await asyncio.wait_for(task, 30)
+        return time.monotonic() - t0
+
+    took = asyncio.run(main())
+    assert sorted(s for _, seqs in sink.arrivals for s in seqs) == [1, 2, 3, 4]
+    assert took < 3, f"files that arrived during a send waited {took:.1f} s"
