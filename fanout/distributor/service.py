@@ -1,6 +1,7 @@
 """The distributor process: watch, scan, link, commit, enforce retention, report.
 
-Main loop (one thread; the committer thread, in ``linker.py``, only runs fsyncs)::
+Main loop (one thread; the committer thread, in ``linker.py``, runs fsyncs and removes the
+originals they made removable)::
 
     watch datalog/ -> startup scan -> loop:
         wait for an inotify event, a signal or the next timer
@@ -249,14 +250,14 @@ class Distributor:
             timeout = max(0.0, min(next_rescan, next_reload, self._next_state) - now)
             if self.audit is not None:
                 timeout = 0.0  # counting in slices between events
-            fds = [self.watcher.fileno(), self.committer.fileno()]
+            fds = [self.watcher.fileno()]
             if wake_r is not None:
                 fds.append(wake_r)
             ready, _, _ = select.select(fds, [], [], timeout)
             if wake_r is not None and wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-            if self.committer.fileno() in ready:
+            if self.committer.has_done:
                 self._reap()
             if self._stopping:
                 break
@@ -378,16 +379,13 @@ class Distributor:
         return done + len(batch.names)
 
     def _reap(self) -> None:
-        """Remove the originals of every batch the committer made durable."""
-        removed = 0
+        """Forget the batches the committer is done with: their originals are removed
+        (or, when a directory fsync failed, kept for a later scan to retry)."""
         for batch in self.committer.take_done():
             self.inflight.difference_update(batch.names)
-            if batch.durable:
-                removed += remove_originals(str(self.datalog_dir), batch.names,
-                                            self.errors.report)
-        if removed:
-            self.counters.files_removed += removed
-            self.committer.sync_datalog()
+            self.counters.files_removed += batch.removed
+            if not batch.durable:
+                self._need_scan = True
 
     def _commit_inline(self, batch: Batch) -> None:
         """A large batch (a backlog): fsync, unlink and fsync on this thread, linking
