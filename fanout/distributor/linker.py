@@ -6,9 +6,9 @@ Per batch, in this order (docs/architecture.md, "The path of one write"):
 2. ``Committer`` (its own thread): fsync every target directory the batch touched, once
    for the batch and for every batch that queued up meanwhile;
 3. ``remove_originals`` (the committer, in the same round, once those fsyncs succeeded):
-   unlink the originals; its next round (or a round of its own, COALESCE later) fsyncs
-   the datalog directory. The main thread takes the batches back when it next wakes,
-   only to forget their names.
+   unlink the originals; a later round fsyncs the datalog directory (at most every
+   DATALOG_SYNC seconds, and always before the committer stops). The main thread takes
+   the batches back when it next wakes, only to forget their names.
 
 So a file leaves ``datalog/`` only after its links exist in every target directory and
 those directories are durable, while directory fsyncs, the slow part, never delay the
@@ -34,12 +34,18 @@ log = logging.getLogger("fanout.distributor")
 Report = Callable[[int, str, str], None]  # (errorNum, message, key)
 # Seconds between the starts of two committer rounds (see Committer._run); tuning knob.
 # No link waits for a round (a forwarder sends a file as soon as it is linked): the window
-# only delays the removal of originals, so it is sized for CPU. Measured with 4 targets and
-# 10 KB files (bench/distribute.py --paced): the distributor's CPU per file at 100 files/s
-# is ~310 us with 0.02 (the fsyncs' kernel time alone ~190 us), ~175-250 us with 0.1, no
-# better beyond, and links made during a long round's journal commit wait longer (p99 of
-# tens of ms with 0.5 at 250 files/s).
-COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.1"))
+# only delays the removal of originals, so it is sized for CPU. Each round costs a
+# directory fsync per target, each a synchronous write and a cache flush without a journal.
+# Measured with 4 targets and 10 KB files at 100 files/s (bench/distribute.py --paced): the
+# distributor's CPU per file is ~310 us with 0.02, ~190 us with 0.1, ~165 us with 0.2;
+# with 0.5 and more, links made while a round writes their directory sometimes wait tens
+# of ms (p99 at 250 files/s).
+COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.2"))
+# Seconds between two fsyncs of datalog/ while originals are being removed. That fsync
+# only makes removals durable: losing some to a power cut means linking those files again
+# (at-least-once delivery, deduplicated by the receivers), never losing one. On ext4
+# without a journal every directory fsync is a synchronous write and a cache flush.
+DATALOG_SYNC = 1.0
 
 
 def oldest_batch(directory: str, limit: int,
@@ -177,12 +183,12 @@ class Committer:
     The main thread submits each linked batch; a round of the committer fsyncs every
     target directory the pending batches touched (one fsync per directory for all of
     them), then unlinks the originals of those batches and hands them back. The datalog
-    directory is fsynced in the next round, or in a round of its own COALESCE later when
-    no batch comes. A live node's trickle (a few files per round) costs a handful of
-    context switches per round and none per file: the main thread is never woken to take
-    batches back, it takes them when it next wakes anyway. Backlogs are committed on the
-    main thread (``Distributor._commit_inline``): thousands of unlinks here would fight
-    the main thread's links for the GIL.
+    directory is fsynced at most every DATALOG_SYNC seconds while removals go on, and
+    once more when the committer stops. A live node's trickle (a few files per round)
+    costs a handful of context switches per round and none per file: the main thread is
+    never woken to take batches back, it takes them when it next wakes anyway. Backlogs
+    are committed on the main thread (``Distributor._commit_inline``): thousands of
+    unlinks here would fight the main thread's links for the GIL.
     """
 
     def __init__(self, datalog_dir: str, report: Report, resolved: Callable[[str], None]):
@@ -236,7 +242,7 @@ class Committer:
             self._thread.join()
 
     def _run(self) -> None:
-        last_round = 0.0
+        last_round = last_sync = 0.0
         sync_datalog = False  # originals removed since the last fsync of datalog/
         while True:
             with self._cond:
@@ -244,7 +250,8 @@ class Committer:
                     if not sync_datalog:
                         self._cond.wait()
                         continue
-                    left = last_round + COALESCE - time.monotonic()
+                    left = max(last_round + COALESCE, last_sync + DATALOG_SYNC) \
+                        - time.monotonic()
                     if left <= 0:
                         break
                     self._cond.wait(left)
@@ -252,7 +259,7 @@ class Committer:
             # At most one round per COALESCE seconds: under a steady stream each round
             # takes everything linked meanwhile, so the fsyncs (and their kernel time,
             # the largest part of the CPU at a live node's rates) are per round, not per
-            # file, and fewer journal commits mean fewer stalls for the links being made
+            # file, and fewer directory writes mean fewer stalls for the links being made
             # (measured with 16 targets at 1,000 files/s: p99 latency 4-10 ms without,
             # 2-4 ms with). A file after a quiet spell gets its round at once. A plain
             # sleep: waking at every submit would cost the main thread GIL handovers.
@@ -266,9 +273,10 @@ class Committer:
             last_round = time.monotonic()
             try:
                 durable = self._fsync_targets(batches) if batches else True
-                if sync_datalog:
+                if sync_datalog and (closing or last_round >= last_sync + DATALOG_SYNC):
                     self._fsync_datalog()
                     sync_datalog = False
+                    last_sync = last_round
                 if durable:
                     for b in batches:
                         b.removed = remove_originals(self.datalog_dir, b.names, self.report)
