@@ -17,11 +17,20 @@ Each is measured for ``fanout distribute`` and for two baselines doing the same 
                loop running ``ln`` once per target and ``rm`` per file. No fsync, and
                nothing rescans after an inotify queue overflow.
 
+``--paced`` runs only what issue 17 measures instead: the distributor's CPU (user + system,
+per 1,000 files and per million points per target) and its link and removal latency at a
+live node's rates (100 and 250 files/s of 10 KB, 100-point files into 4 targets, each link
+removed once seen as forwarders do), next to a minimal Python loop doing the same system
+calls, and with ``--baseline DIR`` next to another checkout's code (before/after):
+
+    git archive main fanout | tar -x -C /tmp/base
+    python bench/distribute.py --paced --baseline /tmp/base [--seconds 15]
+
 Also printed: the Python floor for link x4 + unlink (the same system calls as the
 distributor's work for 4 targets, nothing else), and ``du -s`` of a backlog with 1 and
 with 16 targets.
 
-    python bench/distribute.py [--quick]
+    python bench/distribute.py [--quick] [--paced [--rates 100,250] [--baseline DIR]]
 """
 
 from __future__ import annotations
@@ -70,6 +79,39 @@ inotifywait -m -e moved_to --format '%f' "$D" | while IFS= read -r f; do
   for t in "$@"; do ln "$D/$f" "$t/$f"; done
   rm -f "$D/$f"
 done
+"""
+
+
+# The least a Python distributor does per file at a live node's rates, for the paced runs:
+# wake on inotify, read the event, stat, link into every target; every 0.2 s fsync the
+# targets and unlink the originals. No state, no checks, no error handling.
+FLOOR = r"""
+import os, select, sys, time
+from inotify_simple import INotify, flags as F, parse_events
+dl = sys.argv[1] + "/"
+tds = [t + "/" for t in sys.argv[2:]]
+ino = INotify(nonblocking=True)
+ino.add_watch(sys.argv[1], F.MOVED_TO)
+pending = []
+last = time.monotonic()
+while True:
+    r, _, _ = select.select([ino.fileno()], [], [], 0.2)
+    if r:
+        for ev in parse_events(os.read(ino.fileno(), 65536)):
+            src = dl + ev.name
+            os.stat(src)
+            for t in tds:
+                os.link(src, t + ev.name)
+            pending.append(src)
+    if time.monotonic() - last > 0.2:
+        for t in tds:
+            fd = os.open(t, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        for p in pending:
+            os.unlink(p)
+        pending = []
+        last = time.monotonic()
 """
 
 
@@ -132,11 +174,11 @@ class Runner:
     ready: Callable[[Node, subprocess.Popen[bytes]], None]
 
 
-def _popen(args: list[str], log: Path, env: dict[str, str] | None = None
-           ) -> subprocess.Popen[bytes]:
+def _popen(args: list[str], log: Path, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
         return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+                                start_new_session=True, env=env, cwd=cwd)
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
@@ -334,7 +376,7 @@ def _cpu(pid: int) -> float:
 
 
 def paced(node: Node, rate: float, seconds: float, size: int,
-          code: str | None = None) -> Paced:
+          code: str | None = None, floor: bool = False) -> Paced:
     """Publish ``rate`` files/s of ``size`` bytes for ``seconds`` into a running distributor
     (its code from directory ``code`` when given, for a before/after comparison); CPU is
     read from the process from the first publish until datalog/ is empty again. Each link
@@ -345,10 +387,15 @@ def paced(node: Node, rate: float, seconds: float, size: int,
     env = None
     if code is not None:
         env = dict(os.environ, PYTHONPATH=code)
-    p = _popen(fanout_cmd("distribute", "--config", str(node.config)),
-               node.root / "run.log", env)
+    # cwd: ``python -m`` puts it first on sys.path, before PYTHONPATH
+    if floor:
+        cmd = [sys.executable, "-c", FLOOR, str(node.datalog), *map(str, node.targets)]
+    else:
+        cmd = fanout_cmd("distribute", "--config", str(node.config))
+    p = _popen(cmd, node.root / "run.log", env, cwd=node.root)
     try:
-        ready_fanout(node, p)
+        if not floor:
+            ready_fanout(node, p)
         links = LinkWatch(node.targets, consume=True)  # target directories stay small
         removals = LinkWatch([node.datalog], F.DELETE)
         settle()
@@ -386,7 +433,7 @@ def paced_main(base: Path, rates: list[float], seconds: float, targets: int, siz
                points: int, baseline: str | None) -> None:
     """The issue-17 figures: distributor CPU per file and per million points per target at
     a live node's paced rates, with link and removal latency."""
-    codes: list[tuple[str, str | None]] = [("this tree", None)]
+    codes: list[tuple[str, str | None]] = [("this tree", None), ("floor loop", None)]
     if baseline is not None:
         codes.insert(0, (f"baseline {baseline}", baseline))
     print(f"Paced runs: {targets} targets, {size:,}-byte files ({points} points each), "
@@ -397,13 +444,15 @@ def paced_main(base: Path, rates: list[float], seconds: float, targets: int, siz
     for rate in rates:
         for label, code in codes:
             node = Node(base / f"paced-{int(rate)}", targets)
-            r = paced(node, rate, seconds, size, code)
+            r = paced(node, rate, seconds, size, code, floor=label == "floor loop")
             node.remove()
             print(f"{rate:>7,.0f} {rate * points:>8,.0f} | {label[:28]:<28} | "
                   f"{r.per_kfile() * 1000:>15,.0f} {r.per_mpoint_target(points):>21.3f} | "
                   f"{r.link.show():>19} | {r.removal.show():>19}", flush=True)
     print("(link: rename into datalog/ -> link in the last target, what a forwarder waits "
-          "for; removal: -> original removed, after the target directories are fsynced)")
+          "for; removal: -> original removed, after the target directories are fsynced;\n"
+          " floor loop: the least a Python distributor does per file - inotify, stat, links, "
+          "fsync and unlink every 0.2 s - without state, checks or error handling)")
 
 
 def python_floor(root: Path, n: int, targets: int = 4) -> float:

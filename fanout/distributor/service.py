@@ -245,14 +245,14 @@ class Distributor:
         now = time.monotonic()
         next_rescan = now + RESCAN_INTERVAL
         next_reload = now + RELOAD_INTERVAL
+        fds = [self.watcher.fileno()]  # the same inotify instance across re-watches
+        if wake_r is not None:
+            fds.append(wake_r)
         while not self._stopping:
             now = time.monotonic()
             timeout = max(0.0, min(next_rescan, next_reload, self._next_state) - now)
             if self.audit is not None:
                 timeout = 0.0  # counting in slices between events
-            fds = [self.watcher.fileno()]
-            if wake_r is not None:
-                fds.append(wake_r)
             ready, _, _ = select.select(fds, [], [], timeout)
             if wake_r is not None and wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
@@ -341,7 +341,9 @@ class Distributor:
     def _link_named(self, names: list[str]) -> None:
         """Link the files the inotify events named (oldest first), without listing the
         directory. Anything left behind makes the next wake-up scan."""
-        names = sorted(n for n in dict.fromkeys(names) if is_datalog_name(n))
+        if len(names) > 1:  # usually one: a wake-up per file at a live node's rates
+            names = sorted(dict.fromkeys(names))
+        names = [n for n in names if is_datalog_name(n)]
         if not self.slots:
             if names:
                 self._need_scan = True  # counted and linked by the scan after a target
