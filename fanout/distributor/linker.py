@@ -37,10 +37,10 @@ Report = Callable[[int, str, str], None]  # (errorNum, message, key)
 # only delays the removal of originals, so it is sized for CPU. Each round costs a
 # directory fsync per target, each a synchronous write and a cache flush without a journal.
 # Measured with 4 targets and 10 KB files at 100 files/s (bench/distribute.py --paced): the
-# distributor's CPU per file is ~310 us with 0.02, ~190 us with 0.1, ~165 us with 0.2;
-# with 0.5 and more, links made while a round writes their directory sometimes wait tens
-# of ms (p99 at 250 files/s).
-COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.2"))
+# distributor's CPU per file is ~310 us with 0.02, ~190 us with 0.1, ~160 us with 0.2,
+# ~135 us with 1.0; link p99 stayed under 1 ms with each. The cost of a longer window:
+# after a crash, up to a window's worth of files is linked and sent again (at-least-once).
+COALESCE = float(os.environ.get("FANOUT_DISTRIBUTOR_COALESCE", "0.5"))
 # Seconds between two fsyncs of datalog/ while originals are being removed. That fsync
 # only makes removals durable: losing some to a power cut means linking those files again
 # (at-least-once delivery, deduplicated by the receivers), never losing one. On ext4
