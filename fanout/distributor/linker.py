@@ -20,6 +20,7 @@ that is already gone is skipped.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -242,7 +243,7 @@ class Committer:
             self._thread.join()
 
     def _run(self) -> None:
-        last_round = last_sync = 0.0
+        last_round = last_sync = -math.inf  # the first round runs at once, whatever the clock
         sync_datalog = False  # originals removed since the last fsync of datalog/
         while True:
             with self._cond:
