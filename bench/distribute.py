@@ -17,11 +17,20 @@ Each is measured for ``fanout distribute`` and for two baselines doing the same 
                loop running ``ln`` once per target and ``rm`` per file. No fsync, and
                nothing rescans after an inotify queue overflow.
 
+``--paced`` runs only what issue 17 measures instead: the distributor's CPU (user + system,
+per 1,000 files and per million points per target) and its link and removal latency at a
+live node's rates (100 and 250 files/s of 10 KB, 100-point files into 4 targets, each link
+removed once seen as forwarders do), next to a minimal Python loop doing the same system
+calls, and with ``--baseline DIR`` next to another checkout's code (before/after):
+
+    git archive main fanout | tar -x -C /tmp/base
+    python bench/distribute.py --paced --baseline /tmp/base [--seconds 15]
+
 Also printed: the Python floor for link x4 + unlink (the same system calls as the
 distributor's work for 4 targets, nothing else), and ``du -s`` of a backlog with 1 and
 with 16 targets.
 
-    python bench/distribute.py [--quick]
+    python bench/distribute.py [--quick] [--paced [--rates 100,250] [--baseline DIR]]
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 from inotify_simple import INotify
 from inotify_simple import flags as F
@@ -69,6 +79,39 @@ inotifywait -m -e moved_to --format '%f' "$D" | while IFS= read -r f; do
   for t in "$@"; do ln "$D/$f" "$t/$f"; done
   rm -f "$D/$f"
 done
+"""
+
+
+# The least a Python distributor does per file at a live node's rates, for the paced runs:
+# wake on inotify, read the event, stat, link into every target; every 0.2 s fsync the
+# targets and unlink the originals. No state, no checks, no error handling.
+FLOOR = r"""
+import os, select, sys, time
+from inotify_simple import INotify, flags as F, parse_events
+dl = sys.argv[1] + "/"
+tds = [t + "/" for t in sys.argv[2:]]
+ino = INotify(nonblocking=True)
+ino.add_watch(sys.argv[1], F.MOVED_TO)
+pending = []
+last = time.monotonic()
+while True:
+    r, _, _ = select.select([ino.fileno()], [], [], 0.2)
+    if r:
+        for ev in parse_events(os.read(ino.fileno(), 65536)):
+            src = dl + ev.name
+            os.stat(src)
+            for t in tds:
+                os.link(src, t + ev.name)
+            pending.append(src)
+    if time.monotonic() - last > 0.2:
+        for t in tds:
+            fd = os.open(t, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        for p in pending:
+            os.unlink(p)
+        pending = []
+        last = time.monotonic()
 """
 
 
@@ -131,10 +174,11 @@ class Runner:
     ready: Callable[[Node, subprocess.Popen[bytes]], None]
 
 
-def _popen(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _popen(args: list[str], log: Path, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
         return subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, env=env, cwd=cwd)
 
 
 def _wait(pred: Callable[[], bool], timeout: float, what: str) -> None:
@@ -248,13 +292,15 @@ class Latency:
 
 
 class LinkWatch:
-    """Watches every target directory; records when a name has appeared in all of them."""
+    """Watches every target directory; records when a name has appeared in all of them
+    (with ``mask=F.DELETE`` on datalog/: when each original was removed)."""
 
-    def __init__(self, dirs: list[Path]):
+    def __init__(self, dirs: list[Path], mask: int = F.CREATE | F.MOVED_TO,
+                 consume: bool = False):
         self.ino = INotify()
         self.n = len(dirs)
-        for d in dirs:
-            self.ino.add_watch(d, F.CREATE | F.MOVED_TO)
+        self.consume = consume  # unlink each file once seen, as a forwarder would
+        self.prefix = {self.ino.add_watch(d, mask): f"{d}/" for d in dirs}
         self.count: dict[str, int] = {}
         self.done: dict[str, float] = {}
         self._stop = False
@@ -266,6 +312,9 @@ class LinkWatch:
             events = self.ino.read(timeout=50)
             now = time.perf_counter()
             for ev in events:
+                if self.consume:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.prefix[ev.wd] + ev.name)
                 c = self.count.get(ev.name, 0) + 1
                 self.count[ev.name] = c
                 if c == self.n:
@@ -302,6 +351,108 @@ def latency(runner: Runner, node: Node, rate: float, seconds: float, drain: floa
     lat = sorted(watch.done.get(name, end) - t for name, t in published.items())
     late = sum(1 for name in published if name not in watch.done)
     return Latency(n, late, statistics.median(lat), lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+
+
+@dataclass
+class Paced:
+    """One paced run of ``fanout distribute``: its CPU and its latencies."""
+
+    files: int
+    targets: int
+    cpu: float  # distributor process CPU seconds (user + system), publish start to empty
+    link: Latency  # rename into datalog/ -> last target link
+    removal: Latency  # rename into datalog/ -> original removed (fsynced first)
+
+    def per_kfile(self) -> float:
+        return self.cpu / self.files * 1000
+
+    def per_mpoint_target(self, points: int) -> float:
+        return self.cpu / (self.files * points) * 1e6 / self.targets
+
+
+def _cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def paced(node: Node, rate: float, seconds: float, size: int,
+          code: str | None = None, floor: bool = False) -> Paced:
+    """Publish ``rate`` files/s of ``size`` bytes for ``seconds`` into a running distributor
+    (its code from directory ``code`` when given, for a before/after comparison); CPU is
+    read from the process from the first publish until datalog/ is empty again. Each link
+    is removed once seen, as the forwarders do, so the target directories stay as small
+    as a healthy node's (their periodic count costs a stat per file)."""
+    n = int(rate * seconds)
+    names = node.stage(n, size)
+    env = None
+    if code is not None:
+        env = dict(os.environ, PYTHONPATH=code)
+    # cwd: ``python -m`` puts it first on sys.path, before PYTHONPATH
+    if floor:
+        cmd = [sys.executable, "-c", FLOOR, str(node.datalog), *map(str, node.targets)]
+    else:
+        cmd = fanout_cmd("distribute", "--config", str(node.config))
+    p = _popen(cmd, node.root / "run.log", env, cwd=node.root)
+    try:
+        if not floor:
+            ready_fanout(node, p)
+        links = LinkWatch(node.targets, consume=True)  # target directories stay small
+        removals = LinkWatch([node.datalog], F.DELETE)
+        settle()
+        time.sleep(1.0)  # past the startup scan and audit
+        published: dict[str, float] = {}
+        tmp, dst = str(node.tmp) + "/", str(node.datalog) + "/"
+        cpu0 = _cpu(p.pid)
+        start = time.perf_counter()
+        for i, name in enumerate(names):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            os.rename(tmp + name, dst + name)
+            published[name] = time.perf_counter()
+        deadline = time.perf_counter() + 10
+        while ((len(links.done) < n or len(removals.done) < n)
+               and time.perf_counter() < deadline):
+            time.sleep(0.005)
+        cpu = _cpu(p.pid) - cpu0
+        end = time.perf_counter()
+        links.close()
+        removals.close()
+    finally:
+        stop(p)
+
+    def lat(done: dict[str, float]) -> Latency:
+        v = sorted(done.get(name, end) - t for name, t in published.items())
+        late = sum(1 for name in published if name not in done)
+        return Latency(n, late, statistics.median(v), v[min(len(v) - 1, int(len(v) * 0.99))])
+
+    return Paced(n, len(node.targets), cpu, lat(links.done), lat(removals.done))
+
+
+def paced_main(base: Path, rates: list[float], seconds: float, targets: int, size: int,
+               points: int, baseline: str | None) -> None:
+    """The issue-17 figures: distributor CPU per file and per million points per target at
+    a live node's paced rates, with link and removal latency."""
+    codes: list[tuple[str, str | None]] = [("this tree", None), ("floor loop", None)]
+    if baseline is not None:
+        codes.insert(0, (f"baseline {baseline}", baseline))
+    print(f"Paced runs: {targets} targets, {size:,}-byte files ({points} points each), "
+          f"{seconds:.0f} s per run; CPU of the distributor process (user + system)")
+    print(f"{'files/s':>7} {'points/s':>8} | {'code':<28} | {'CPU ms/1k files':>15} "
+          f"{'CPU s/M points/target':>21} | {'link p50 / p99':>19} | "
+          f"{'removal p50 / p99':>19}")
+    for rate in rates:
+        for label, code in codes:
+            node = Node(base / f"paced-{int(rate)}", targets)
+            r = paced(node, rate, seconds, size, code, floor=label == "floor loop")
+            node.remove()
+            print(f"{rate:>7,.0f} {rate * points:>8,.0f} | {label[:28]:<28} | "
+                  f"{r.per_kfile() * 1000:>15,.0f} {r.per_mpoint_target(points):>21.3f} | "
+                  f"{r.link.show():>19} | {r.removal.show():>19}", flush=True)
+    print("(link: rename into datalog/ -> link in the last target, what a forwarder waits "
+          "for; removal: -> original removed, after the target directories are fsynced;\n"
+          " floor loop: the least a Python distributor does per file - inotify, stat, links, "
+          "fsync and unlink every 0.2 s - without state, checks or error handling)")
 
 
 def python_floor(root: Path, n: int, targets: int = 4) -> float:
@@ -363,9 +514,26 @@ def fmt_s(seconds: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    ap.add_argument("--paced", action="store_true",
+                    help="only the paced CPU runs (a live node's rates, 10 KB files)")
+    ap.add_argument("--rates", default="100,250",
+                    help="files/s of the paced runs, comma-separated (default 100,250)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="seconds per paced run (default 10, 4 with --quick)")
+    ap.add_argument("--baseline", metavar="DIR", default=None,
+                    help="also run the paced runs with the fanout package found in DIR "
+                         "(e.g. `git archive main fanout | tar -x -C DIR`): before/after")
     args = ap.parse_args()
     quick = args.quick
     base = Path(tempfile.mkdtemp(prefix="fanout-bench-distribute-"))
+    if args.paced:
+        try:
+            paced_main(base, [float(r) for r in args.rates.split(",")],
+                       args.seconds or (4.0 if quick else 10.0), 4, 10_000, 100,
+                       args.baseline)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return 0
     has_inotifywait = shutil.which("inotifywait") is not None
     runners = [
         Runner("fanout", start_fanout, ready_fanout),

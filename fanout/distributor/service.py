@@ -1,18 +1,26 @@
 """The distributor process: watch, scan, link, commit, enforce retention, report.
 
-Main loop (one thread; the committer thread, in ``linker.py``, only runs fsyncs)::
+Main loop (one thread; the committer thread, in ``linker.py``, runs fsyncs and removes the
+originals they made removable)::
 
     watch datalog/ -> startup scan -> loop:
         wait for an inotify event, a signal or the next timer
         SIGTERM/SIGINT: finish the batch in hand, drain the committer, state, exit 0
         SIGHUP: re-read every target file
-        any event, IN_Q_OVERFLOW, periodic tick: scan datalog/ in bounded batches
+        events: link the names they carry (the steady, healthy case)
+        IN_Q_OVERFLOW, lost watch, a file left behind, periodic tick: scan datalog/ in
+            bounded batches
         periodic: re-read changed target files; enforce retention
         every second: write the state file
         nothing waiting: count target directories for the state file, 0.5 ms at a time
 
-An event never carries information beyond "scan now": scanning is cheap when the
-directory is nearly empty, and it is the only way not to miss merged or dropped events.
+Names from events: listing datalog/ at every wake-up cost more than the links themselves
+at a live node's rates (one wake-up per file, a directory that holds every file waiting
+for its commit). The names are complete unless the inotify queue overflowed or the watch
+was lost, and both force a scan. Any file an event named that could not be linked
+everywhere (a name conflict, a failed link) makes every following wake-up scan the whole
+directory, as every wake-up did before, until a scan finds nothing left behind; the
+periodic scan remains the safety net for anything else.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from fanout.distributor.state import (
 from fanout.distributor.targets import Target, TargetSet
 from fanout.distributor.watcher import Watcher
 from fanout.errors import ERROR_INVALID_CONFIGURATION, ERROR_SYS, ConfigError
-from fanout.fileio import InstanceLock
+from fanout.fileio import InstanceLock, is_datalog_name
 from fanout.sdnotify import Notifier
 from fanout.state import distributor_state_path
 
@@ -135,6 +143,9 @@ class Distributor:
                                    self.errors.resolved)
         # linked, not yet removed: scans skip them. Bounded by MAX_INFLIGHT.
         self.inflight: set[str] = set()
+        # A scan may find what the event names miss: set at start, after an overflow and
+        # whenever a file was left behind; cleared by a scan that leaves nothing behind.
+        self._need_scan = True
         self.audit: AuditJob | None = None
         self._next_audit = 0.0
         self.watcher: Watcher | None = None
@@ -234,19 +245,19 @@ class Distributor:
         now = time.monotonic()
         next_rescan = now + RESCAN_INTERVAL
         next_reload = now + RELOAD_INTERVAL
+        fds = [self.watcher.fileno()]  # the same inotify instance across re-watches
+        if wake_r is not None:
+            fds.append(wake_r)
         while not self._stopping:
             now = time.monotonic()
             timeout = max(0.0, min(next_rescan, next_reload, self._next_state) - now)
             if self.audit is not None:
                 timeout = 0.0  # counting in slices between events
-            fds = [self.watcher.fileno(), self.committer.fileno()]
-            if wake_r is not None:
-                fds.append(wake_r)
             ready, _, _ = select.select(fds, [], [], timeout)
             if wake_r is not None and wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-            if self.committer.fileno() in ready:
+            if self.committer.has_done:
                 self._reap()
             if self._stopping:
                 break
@@ -255,14 +266,16 @@ class Distributor:
                 log.info("SIGHUP: re-reading %s", self.node.targets_dir)
                 self._reload(force=True)
             if self.watcher.fileno() in ready:
-                seen, overflow = self.watcher.drain()
-                if overflow:
+                events = self.watcher.drain()
+                if events.overflow:
                     self.counters.overflows += 1
                     self.counters.rescans += 1
                     log.warning("inotify queue overflowed (events lost): rescanning %s",
                                 self.datalog_dir)
-                if seen:
-                    self._scan(full=overflow)
+                if events.full or (events.seen and self._need_scan):
+                    self._scan(full=events.full)
+                elif events.names:
+                    self._link_named(events.names)
             now = time.monotonic()
             if now >= next_reload:
                 self._reload(force=False)
@@ -306,46 +319,75 @@ class Distributor:
             except OSError as exc:
                 self.errors.report(ERROR_SYS, f"cannot scan datalog_dir {datalog}: "
                                               f"{exc.strerror}", "scan")
+                self._need_scan = True
                 return
             if waiting is None:
                 waiting = self.counters.datalog_backlog = count
                 self.errors.resolved("scan")
             if cursor is None:
+                self._need_scan = waiting > 0
                 return
             after = cursor
-            self._reap()
-            fresh = [n for n in names if n not in self.inflight]
-            waiting -= len(names) - len(fresh)
-            if fresh:
-                while len(self.inflight) >= MAX_INFLIGHT:  # bounded memory and redo
-                    self.committer.wait_done()
-                    self._reap()
-                batch = link_batch(datalog, fresh, self.slots, self.errors.report)
-                self.counters.files_linked += batch.files_linked
-                self.counters.bytes_linked += batch.bytes_linked
-                waiting -= len(batch.names)
-                if len(batch.names) >= INLINE_COMMIT:
-                    self._commit_inline(batch)
-                elif batch.names:
-                    self.inflight.update(batch.names)
-                    self.committer.submit(batch)
-                self._enforce_retention()
+            waiting -= self._link_fresh(names)
             self.counters.datalog_backlog = max(waiting, 0)
             if self._stopping:
+                self._need_scan = True
+                return
+            self._maybe_write_state()
+            if count == len(names):  # all that is left fitted in this batch: no new pass
+                self._need_scan = waiting > 0
+                return
+
+    def _link_named(self, names: list[str]) -> None:
+        """Link the files the inotify events named (oldest first), without listing the
+        directory. Anything left behind makes the next wake-up scan."""
+        if len(names) > 1:  # usually one: a wake-up per file at a live node's rates
+            names = sorted(dict.fromkeys(names))
+        names = [n for n in names if is_datalog_name(n)]
+        if not self.slots:
+            if names:
+                self._need_scan = True  # counted and linked by the scan after a target
+            return
+        for i in range(0, len(names), SCAN_BATCH):
+            chunk = names[i:i + SCAN_BATCH]
+            if self._link_fresh(chunk) < len(chunk):
+                self._need_scan = True
+            if self._stopping:
+                self._need_scan = True
                 return
             self._maybe_write_state()
 
+    def _link_fresh(self, names: list[str]) -> int:
+        """Link the names not already on their way out; returns how many of ``names`` are
+        linked everywhere or already on their way out (the rest wait for a later scan)."""
+        if self.committer.has_done:
+            self._reap()
+        fresh = [n for n in names if n not in self.inflight]
+        done = len(names) - len(fresh)
+        if not fresh:
+            return done
+        while len(self.inflight) >= MAX_INFLIGHT:  # bounded memory and redo
+            self.committer.wait_done()
+            self._reap()
+        batch = link_batch(str(self.datalog_dir), fresh, self.slots, self.errors.report)
+        self.counters.files_linked += batch.files_linked
+        self.counters.bytes_linked += batch.bytes_linked
+        if len(batch.names) >= INLINE_COMMIT:
+            self._commit_inline(batch)
+        elif batch.names:
+            self.inflight.update(batch.names)
+            self.committer.submit(batch)
+        self._enforce_retention()
+        return done + len(batch.names)
+
     def _reap(self) -> None:
-        """Remove the originals of every batch the committer made durable."""
-        removed = 0
+        """Forget the batches the committer is done with: their originals are removed
+        (or, when a directory fsync failed, kept for a later scan to retry)."""
         for batch in self.committer.take_done():
             self.inflight.difference_update(batch.names)
-            if batch.durable:
-                removed += remove_originals(str(self.datalog_dir), batch.names,
-                                            self.errors.report)
-        if removed:
-            self.counters.files_removed += removed
-            self.committer.sync_datalog()
+            self.counters.files_removed += batch.removed
+            if not batch.durable:
+                self._need_scan = True
 
     def _commit_inline(self, batch: Batch) -> None:
         """A large batch (a backlog): fsync, unlink and fsync on this thread, linking

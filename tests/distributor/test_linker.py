@@ -10,7 +10,6 @@ from fanout.distributor.linker import (
     Slot,
     link_batch,
     oldest_batch,
-    remove_originals,
 )
 
 from .util import NodeDir
@@ -29,8 +28,9 @@ def slots(node: NodeDir, *names: str) -> list[Slot]:
     return out
 
 
-def commit(node: NodeDir, batch, report) -> int:
-    """What the main loop does: submit, wait until durable, remove the originals."""
+def commit(node: NodeDir, batch, report, durable: bool = True) -> int:
+    """What the main loop does: submit, take the batch back once the committer made it
+    durable and removed its originals."""
     c = Committer(str(node.datalog), report, lambda key: None)
     c.start()
     try:
@@ -40,12 +40,10 @@ def commit(node: NodeDir, batch, report) -> int:
             c.wait_done()
             done += c.take_done()
         done += c.take_done()
-        assert done == [batch] and batch.durable
-        removed = remove_originals(str(node.datalog), batch.names, report)
-        c.sync_datalog()
+        assert done == [batch] and batch.durable is durable
     finally:
         c.close()
-    return removed
+    return batch.removed
 
 
 def test_oldest_batch_is_ordered_bounded_and_skips_tmp(node: NodeDir) -> None:
@@ -73,6 +71,21 @@ def test_batch_links_then_commit_removes(node: NodeDir) -> None:
     assert (node.datalog / ".tmp").is_dir()
     for x in s:
         assert sorted(os.listdir(x.dir)) == names
+
+
+def test_failed_target_fsync_keeps_every_original(node: NodeDir) -> None:
+    names = node.publish(3)
+    s = slots(node, "a", "b")
+    report = Reports()
+    batch = link_batch(str(node.datalog), names, s, report)
+    assert batch.names == names
+    gone = node.target_dir("b")
+    for n in names:
+        os.unlink(gone / n)
+    gone.rmdir()  # its fsync fails: nothing in the batch is durable everywhere
+    assert commit(node, batch, report, durable=False) == 0
+    assert sorted(p.name for p in node.datalog.glob("*.dlog")) == names
+    assert any("cannot fsync" in m for _, m in report)
 
 
 def test_existing_link_to_the_same_file_is_success(node: NodeDir) -> None:
