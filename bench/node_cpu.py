@@ -7,6 +7,9 @@
    target node's ``/api/v0/replicate`` with the replicator token over one keep-alive
    connection, at the same points/s.
 
+3. ``floor``: the same batches, at the same rate, to a minimal aiohttp server (read the
+   body, answer a small JSON object): what HTTP alone costs per batch in this language.
+
 Each phase prints the node process's CPU seconds (user + system, psutil) per million
 points and the achieved rate; the load generator runs in this process, not in the node.
 ``--pyspy DIR`` records a py-spy raw profile of the node for each phase.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,9 +49,10 @@ def body_of(k: int, points: int) -> bytes:
                    for j in range(points)).encode()
 
 
-def cpu(pid: int) -> float:
+def cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process, its threads included."""
     t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    return t.user, t.system
 
 
 async def paced(n: int, rate: float, workers: int, send: object) -> float:
@@ -66,6 +71,43 @@ async def paced(n: int, rate: float, workers: int, send: object) -> float:
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return time.perf_counter() - t0
+
+
+FLOOR_SERVER = """
+import sys
+from aiohttp import web
+async def replicate(request):
+    body = await request.read()
+    return web.json_response({"applied": 1, "received": len(body)})
+app = web.Application(client_max_size=1 << 26)
+app.add_routes([web.post("/api/v0/replicate", replicate)])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+class Floor:
+    """A minimal aiohttp server, for the HTTP floor of a replicated batch."""
+
+    def __init__(self) -> None:
+        from fanout.testing import free_port, wait_until
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tokens = {"replicator": "-"}
+        self.p = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(self.port)])
+        self.pid = self.p.pid
+
+        def up() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(up, 30, what="floor server")
+
+    def stop(self) -> None:
+        self.p.terminate()
+        self.p.wait(15)
 
 
 class Spy:
@@ -99,7 +141,8 @@ async def phase_update(node: NodeProc, n: int, rate: float, points: int,
         elapsed = await paced(n - 1, rate, CLIENTS, lambda i: send(i + 1))
         c1 = cpu(node.pid)
         sp.stop()
-    return {"cpu": c1 - c0, "points": (n - 1) * points, "elapsed": elapsed}
+    return {"cpu": c1[0] + c1[1] - c0[0] - c0[1], "sys": c1[1] - c0[1],
+            "points": (n - 1) * points, "elapsed": elapsed}
 
 
 def batches_of(datalog: Path, per_batch: int) -> list[tuple[bytes, int]]:
@@ -112,7 +155,7 @@ def batches_of(datalog: Path, per_batch: int) -> list[tuple[bytes, int]]:
     return out
 
 
-async def phase_replicate(node: NodeProc, batches: list[tuple[bytes, int]], rate: float,
+async def phase_replicate(node: NodeProc | Floor, batches: list[tuple[bytes, int]], rate: float,
                           spy: Path | None) -> dict:
     conn = aiohttp.TCPConnector(limit=1)
     headers = {"X-Warp10-Token": node.tokens["replicator"],
@@ -130,13 +173,15 @@ async def phase_replicate(node: NodeProc, batches: list[tuple[bytes, int]], rate
         elapsed = await paced(len(batches) - 1, rate, 1, lambda i: send(i + 1))
         c1 = cpu(node.pid)
         sp.stop()
-    return {"cpu": c1 - c0, "points": sum(p for _, p in batches[1:]), "elapsed": elapsed}
+    return {"cpu": c1[0] + c1[1] - c0[0] - c0[1], "sys": c1[1] - c0[1],
+            "points": sum(p for _, p in batches[1:]), "elapsed": elapsed}
 
 
 def show(name: str, r: dict) -> None:
     per_m = r["cpu"] / r["points"] * 1e6
     print(f"{name:<34} {r['points'] / r['elapsed']:>9,.0f} points/s  "
-          f"CPU {r['cpu']:6.2f} s  = {per_m:6.2f} CPU s per million points", flush=True)
+          f"CPU {r['cpu']:6.2f} s (system {r['sys']:5.2f})  = {per_m:6.2f} CPU s per million "
+          "points", flush=True)
 
 
 async def main() -> None:
@@ -168,6 +213,13 @@ async def main() -> None:
         rate = args.rate / args.records_per_batch
         r = await phase_replicate(t, batches, rate, spy and spy / "replicate.txt")
         show(f"target, POST /api/v0/replicate x{args.records_per_batch}", r)
+        t.stop()
+        floor = Floor()
+        try:
+            r = await phase_replicate(floor, batches, rate, None)
+        finally:
+            floor.stop()
+        show("floor: bare aiohttp, same batches", r)
     finally:
         for node in nodes:
             node.stop()
