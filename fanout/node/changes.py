@@ -20,6 +20,7 @@ from fanout.gts import (
     parse_selector,
     parse_update,
 )
+from fanout.gts.canonical import parse_canonical
 from fanout.gts.limits import (
     FieldLimits,
     check_attr_blocks,
@@ -129,7 +130,8 @@ def delete_pending(selector: str, start: int | None, end: int | None, token_id: 
 def change_of(rec: Record) -> Change:
     """The store change a logged record stands for (its body is already canonical)."""
     if rec.op == "update":
-        return Update(parse_update(rec.body.decode(), 0))
+        text = rec.body.decode()
+        return Update(parse_canonical(text) or parse_update(text, 0))
     if rec.op == "meta":
         return Meta(parse_meta(rec.body.decode()), bool(rec.params.get("delta", False)))
     if rec.op == "delete":
