@@ -16,7 +16,9 @@ points and the achieved rate; the load generator runs in this process, not in th
 
     .venv/bin/python bench/node_cpu.py [--rate 100] [--seconds 20] [--records-per-batch 1]
 
-Run it on two checkouts in a row (same load) to compare before and after.
+``--baseline DIR --rounds N`` runs another checkout's node (e.g. main's) on the same
+load, alternating with this one's for N rounds, and prints the medians: the machine's
+load drifts, so before and after are best compared this way.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +116,7 @@ class Floor:
 class Spy:
     def __init__(self, pid: int, out: Path | None):
         self.p = None if out is None else subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "-r", "200",
+            [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200",
              "-f", "raw", "-o", str(out), "-p", str(pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -177,11 +180,23 @@ async def phase_replicate(node: NodeProc | Floor, batches: list[tuple[bytes, int
             "points": sum(p for _, p in batches[1:]), "elapsed": elapsed}
 
 
-def show(name: str, r: dict) -> None:
+def show(name: str, r: dict) -> float:
     per_m = r["cpu"] / r["points"] * 1e6
-    print(f"{name:<34} {r['points'] / r['elapsed']:>9,.0f} points/s  "
+    print(f"{name:<38} {r['points'] / r['elapsed']:>9,.0f} points/s  "
           f"CPU {r['cpu']:6.2f} s (system {r['sys']:5.2f})  = {per_m:6.2f} CPU s per million "
           "points", flush=True)
+    return per_m
+
+
+def node_from(checkout: Path | None, node_dir: Path, node_id: str) -> NodeProc:
+    """A node made by ``fanout init``, running the code of ``checkout`` (None: this one)."""
+    node = NodeProc.init(node_dir, node_id)
+    if checkout is not None:
+        boot = (f"import sys, runpy; sys.path[0:0] = [{str(checkout)!r}]; "
+                "runpy.run_module('fanout.cli.main', run_name='__main__')")
+        node.args = [sys.executable, "-c", boot, "node", "--config", str(node.config)]
+        node.env = {"PYTHONDONTWRITEBYTECODE": "1"}  # leave that checkout untouched
+    return node.start_and_wait()
 
 
 async def main() -> None:
@@ -191,10 +206,18 @@ async def main() -> None:
     ap.add_argument("--points", type=int, default=100, help="points per request")
     ap.add_argument("--records-per-batch", type=int, default=1)
     ap.add_argument("--pyspy", type=Path, help="write py-spy raw profiles into this dir")
+    ap.add_argument("--baseline", type=Path,
+                    help="another checkout (e.g. main's): run its node too, alternately")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-floor", action="store_true")
     args = ap.parse_args()
     n = int(args.rate * args.seconds) + 1
     root = Path(tempfile.mkdtemp(prefix="fanout-nodecpu-"))
     nodes: list[NodeProc] = []
+    codes: list[tuple[str, Path | None]] = [("this", None)]
+    if args.baseline:
+        codes.insert(0, ("baseline", args.baseline.resolve()))
+    figures: dict[str, list[float]] = {}
     try:
         print(f"load: {args.rate:g} requests/s x {args.points} points for {args.seconds:g} s "
               f"({args.rate * args.points:,.0f} points/s); load average "
@@ -202,24 +225,40 @@ async def main() -> None:
         spy = args.pyspy
         if spy:
             spy.mkdir(parents=True, exist_ok=True)
-        p = NodeProc.init(root / "p", "p").start_and_wait()
-        nodes.append(p)
-        r = await phase_update(p, n, args.rate, args.points, spy and spy / "update.txt")
-        show("primary, POST /api/v0/update", r)
-        batches = batches_of(p.datalog_dir, args.records_per_batch)
-        p.stop()
-        t = NodeProc.init(root / "t", "t").start_and_wait()
-        nodes.append(t)
+        batches: list[tuple[bytes, int]] = []
         rate = args.rate / args.records_per_batch
-        r = await phase_replicate(t, batches, rate, spy and spy / "replicate.txt")
-        show(f"target, POST /api/v0/replicate x{args.records_per_batch}", r)
-        t.stop()
-        floor = Floor()
-        try:
-            r = await phase_replicate(floor, batches, rate, None)
-        finally:
-            floor.stop()
-        show("floor: bare aiohttp, same batches", r)
+        for rnd in range(args.rounds):
+            for name, code in codes:
+                p = node_from(code, root / f"p-{name}-{rnd}", "p")
+                nodes.append(p)
+                r = await phase_update(p, n, args.rate, args.points,
+                                       spy and spy / f"update-{name}.txt")
+                key = f"{name}: primary, update"
+                figures.setdefault(key, []).append(show(key, r))
+                if not batches:
+                    batches = batches_of(p.datalog_dir, args.records_per_batch)
+                p.stop()
+            for name, code in codes:
+                t = node_from(code, root / f"t-{name}-{rnd}", "t")
+                nodes.append(t)
+                r = await phase_replicate(t, batches, rate,
+                                          spy and spy / f"replicate-{name}.txt")
+                key = f"{name}: target, replicate x{args.records_per_batch}"
+                figures.setdefault(key, []).append(show(key, r))
+                t.stop()
+            if not args.no_floor:
+                floor = Floor()
+                try:
+                    r = await phase_replicate(floor, batches, rate, None)
+                finally:
+                    floor.stop()
+                key = "floor: bare aiohttp, same batches"
+                figures.setdefault(key, []).append(show(key, r))
+        if args.rounds > 1:
+            print("medians over rounds, CPU s per million points:")
+            for key, vals in figures.items():
+                print(f"  {key:<38} {statistics.median(vals):6.2f}  "
+                      f"({', '.join(f'{v:.2f}' for v in vals)})")
     finally:
         for node in nodes:
             node.stop()
