@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from fanout.gts.encoding import encode
 from fanout.gts.fastnew import make_reading
 from fanout.gts.model import Labels, Reading, Value
-from fanout.gts.series import FieldError, parse_series
+from fanout.gts.series import FieldError, parse_series, series_key
 from fanout.gts.values import parse_string
 
 # parse_update's fast path takes timestamps and longs of at most 18 digits (they fit in
@@ -81,19 +82,25 @@ class CanonicalReadings(Sequence[Reading]):
         return f"CanonicalReadings({self.readings()!r})"
 
 
-def parse_canonical(text: str) -> CanonicalReadings | None:
+def parse_canonical(text: str, exact: bool = False) -> CanonicalReadings | None:
     """The readings of ``text`` as ``parse_update(text, 0)`` gives them, when ``text`` is a
     canonical update body; None when it is not (then ``parse_update`` must read it: it
-    may still be valid, or it says what is wrong)."""
+    may still be valid, or it says what is wrong).
+
+    ``exact``: only a body that is byte for byte ``format_update`` of its readings (every
+    field in the one spelling it writes, each line ending in a newline), so that a
+    client's body can be logged as it came, without formatting it again."""
     if not text.isascii() or "\t" in text or "\r" in text:
         return None
+    if exact and text and text[-1] != "\n":
+        return None
     try:
-        return _parse(text)
+        return _parse(text, exact)
     except (_NotCanonical, FieldError, ValueError):
         return None
 
 
-def _parse(text: str) -> CanonicalReadings:
+def _parse(text: str, exact: bool) -> CanonicalReadings:
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -110,22 +117,34 @@ def _parse(text: str) -> CanonicalReadings:
         digits = ts_t[1:] if ts_t[:1] == "-" else ts_t
         if not digits.isdigit() or len(digits) > _MAX_DIGITS:  # ASCII: only 0-9 are digits
             raise _NotCanonical
+        if exact and digits[0] == "0" and ts_t != "0":  # str() writes no leading 0, no -0
+            raise _NotCanonical
         if series not in keys:
-            keys[series] = parse_series(series)
+            keys[series] = key = parse_series(series)
+            if exact and series_key(*key) != series:
+                raise _NotCanonical
         c = vt[:1]
         if c in {"'", "T", "F"}:
-            add_value(_other(vt))
+            add_value(_other(vt, exact))
         else:
             digits = vt[1:] if c == "-" else vt
-            ok = digits.isdigit() and len(digits) <= _MAX_DIGITS
-            add_value(int(vt) if ok else _double(vt))
+            if digits.isdigit() and len(digits) <= _MAX_DIGITS:
+                if exact and digits[0] == "0" and vt != "0":
+                    raise _NotCanonical
+                add_value(int(vt))
+            else:
+                x = _double(vt)
+                if exact and repr(x) != vt:
+                    raise _NotCanonical
+                add_value(x)
         add_series(series)
         add_ts(int(ts_t))
     return CanonicalReadings(keys, series_col, ts_col, values)
 
 
-def _other(vt: str) -> Value:
-    """A STRING (``'...'``, percent-decoded) or a BOOLEAN (``T``/``F``)."""
+def _other(vt: str, exact: bool) -> Value:
+    """A STRING (``'...'``, percent-decoded) or a BOOLEAN (``T``/``F``); ``exact``: in
+    format_update's spelling only."""
     if vt == "T":
         return True
     if vt == "F":
@@ -133,7 +152,10 @@ def _other(vt: str) -> Value:
     inner = vt[1:-1]
     if len(vt) < 2 or vt[0] != "'" or vt[-1] != "'" or "'" in inner:
         raise _NotCanonical
-    return parse_string(inner) if "%" in inner else inner
+    value = parse_string(inner) if "%" in inner else inner
+    if exact and encode(value) != inner:
+        raise _NotCanonical
+    return value
 
 
 def _double(vt: str) -> float:

@@ -26,9 +26,15 @@ def _reference(body: str) -> list[Reading] | str:
 
 
 def _agrees(body: str) -> bool:
-    """The fast reader agrees with parse_update on ``body``; True if it took it."""
+    """The fast reader agrees with parse_update on ``body``; True if it took it. What its
+    exact mode takes is also exactly format_update of the readings."""
+    exact = parse_canonical(body, exact=True)
+    if exact is not None:
+        assert format_update(list(exact)) == body
+        assert repr(list(exact)) == repr(_reference(body))
     got = parse_canonical(body)
     if got is None:
+        assert exact is None
         return False
     expected = _reference(body)
     assert not isinstance(expected, str), f"took a body parse_update refuses: {expected}"
@@ -55,8 +61,9 @@ fast_readings = st.builds(Reading, ts=st.integers(-(10**18) + 1, 10**18 - 1), la
 def test_takes_every_canonical_body_of_its_kind(rs: list[Reading]) -> None:
     body = format_update(rs)
     assert _agrees(body)
-    got = parse_canonical(body)
-    assert got is not None and repr(list(got)) == repr(rs)
+    for exact in (False, True):
+        got = parse_canonical(body, exact)
+        assert got is not None and repr(list(got)) == repr(rs)
 
 
 @given(st.lists(readings(), max_size=6))
@@ -102,6 +109,17 @@ def test_damaged_canonical_bodies(rs: list[Reading], data: st.DataObject) -> Non
 ])
 def test_canonical_spellings_taken(body: str) -> None:
     assert _agrees(body)
+
+
+@pytest.mark.parametrize("body", [
+    "007// a{} 1\n", "1// a{} 007\n", "-0// a{} 1\n", "1// a{} -0\n", "1// a{} 5.\n",
+    "1// a{} 1.50\n", "1// a{} 1e5\n", "1// a{} 'x%2fy'\n", "1// a{} 'x%41'\n",
+    "1// a{b=c,a=d} 1\n", "1// a{b=%41} 1\n", "1// a{} 1",
+])
+def test_exact_mode_declines_other_spellings(body: str) -> None:
+    assert parse_canonical(body) is not None
+    assert parse_canonical(body, exact=True) is None
+    assert format_update(parse_update(body, 0)) != body
 
 
 @pytest.mark.parametrize("body", [
