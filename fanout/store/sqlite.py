@@ -217,6 +217,10 @@ class SqliteStore(MarksView):
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise sqlite3.OperationalError(f"{self._path}: cannot enable WAL ({mode})")
+                # FULL, not NORMAL: in WAL mode NORMAL syncs the WAL only at checkpoints,
+                # so a commit acknowledged to a client or a forwarder (which then deletes
+                # its copy) could be lost with the power. FULL syncs the WAL at each
+                # commit (~50 us of system CPU per commit here), nothing more.
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute(f"PRAGMA cache_size=-{self._cache_kib}")
             else:
