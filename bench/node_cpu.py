@@ -116,7 +116,7 @@ class Floor:
 class Spy:
     def __init__(self, pid: int, out: Path | None):
         self.p = None if out is None else subprocess.Popen(
-            [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "200",
+            [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "-r", "200",
              "-f", "raw", "-o", str(out), "-p", str(pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
