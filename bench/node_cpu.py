@@ -180,13 +180,12 @@ async def phase_replicate(node: NodeProc | Floor, batches: list[tuple[bytes, int
             "points": sum(p for _, p in batches[1:]), "elapsed": elapsed}
 
 
-def show(name: str, r: dict) -> tuple[float, float]:
-    """Print one phase's figures; (CPU s, user CPU s) per million points."""
+def show(name: str, r: dict) -> float:
     per_m = r["cpu"] / r["points"] * 1e6
     print(f"{name:<38} {r['points'] / r['elapsed']:>9,.0f} points/s  "
           f"CPU {r['cpu']:6.2f} s (system {r['sys']:5.2f})  = {per_m:6.2f} CPU s per million "
           "points", flush=True)
-    return per_m, (r["cpu"] - r["sys"]) / r["points"] * 1e6
+    return per_m
 
 
 def node_from(checkout: Path | None, node_dir: Path, node_id: str) -> NodeProc:
@@ -218,7 +217,7 @@ async def main() -> None:
     codes: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         codes.insert(0, ("baseline", args.baseline.resolve()))
-    figures: dict[str, list[tuple[float, float]]] = {}
+    figures: dict[str, list[float]] = {}
     try:
         print(f"load: {args.rate:g} requests/s x {args.points} points for {args.seconds:g} s "
               f"({args.rate * args.points:,.0f} points/s); load average "
@@ -256,13 +255,10 @@ async def main() -> None:
                 key = "floor: bare aiohttp, same batches"
                 figures.setdefault(key, []).append(show(key, r))
         if args.rounds > 1:
-            print("medians over rounds, CPU s per million points (user only: less noisy on a "
-                  "busy machine, where fsync's system time varies):")
+            print("medians over rounds, CPU s per million points:")
             for key, vals in figures.items():
-                total, user = [v[0] for v in vals], [v[1] for v in vals]
-                print(f"  {key:<38} {statistics.median(total):6.2f}  "
-                      f"({', '.join(f'{v:.2f}' for v in total)})  user "
-                      f"{statistics.median(user):6.2f}")
+                print(f"  {key:<38} {statistics.median(vals):6.2f}  "
+                      f"({', '.join(f'{v:.2f}' for v in vals)})")
     finally:
         for node in nodes:
             node.stop()
