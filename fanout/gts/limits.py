@@ -94,7 +94,7 @@ def columns_fit(keys: Iterable[tuple[str, Labels]], values: Iterable[object],
     if any(_series_problem(cls, labels, lim) is not None for cls, labels in keys):
         return False
     max_str = lim.max_string_value_length
-    return not any(type(v) is str and len(v) > max_str for v in values)  # type: ignore[arg-type]
+    return not any(type(v) is str and len(v) > max_str for v in values)
 
 
 def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:

@@ -497,7 +497,7 @@ class SqliteStore(MarksView):
         for text, key in cols.keys.items():  # in order of first appearance
             sid = ids.get(key)
             sids[text] = sid if sid is not None else self._create_series(*key)
-        rows = []
+        rows: list[tuple[int, int, int, object]] = []
         append = rows.append
         for series, ts, v in zip(cols.series, cols.ts, cols.values, strict=True):
             t = type(v)
