@@ -8,7 +8,7 @@ per reading. Errors name the 1-based line of the body, the field and the limit's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fanout.errors import GTSParseError
@@ -84,6 +84,17 @@ def check_readings(text: str, readings: Sequence[Reading], lim: FieldLimits) -> 
             if size > max_str:
                 raise _fail(text, i, f"multi-value of {size} characters (canonical form) is "
                                      f"over max_string_value_length ({max_str})")
+
+
+def columns_fit(keys: Iterable[tuple[str, Labels]], values: Iterable[object],
+                lim: FieldLimits) -> bool:
+    """Whether readings given as columns (fanout.gts.canonical: their distinct series,
+    their values) are all within ``lim``. Only a yes: when it says no, check_readings on
+    the readings says which line and why."""
+    if any(_series_problem(cls, labels, lim) is not None for cls, labels in keys):
+        return False
+    max_str = lim.max_string_value_length
+    return not any(type(v) is str and len(v) > max_str for v in values)
 
 
 def check_meta(text: str, lines: Sequence[MetaLine], lim: FieldLimits) -> None:

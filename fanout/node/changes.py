@@ -20,6 +20,7 @@ from fanout.gts import (
     parse_selector,
     parse_update,
 )
+from fanout.gts.canonical import parse_canonical
 from fanout.gts.limits import (
     FieldLimits,
     check_attr_blocks,
@@ -27,6 +28,7 @@ from fanout.gts.limits import (
     check_points,
     check_readings,
     check_record,
+    columns_fit,
 )
 from fanout.gts.model import MetaLine
 from fanout.gts.update import Now
@@ -84,6 +86,9 @@ def update_pendings(text: str, now_us: Now, token_id: str,
     ignore them). Both are committed together, so the request stays all or nothing."""
     if limits is not None:
         check_points(text.count("\n") + (not text.endswith("\n")), limits.max_points)
+    fast = _exact_canonical(text, token_id, limits)
+    if fast is not None:
+        return [fast]
     attrs: list[tuple[int, MetaLine]] = []
     readings = parse_update(text, now_us, attrs)
     if limits is not None:
@@ -101,6 +106,21 @@ def update_pendings(text: str, now_us: Now, token_id: str,
             check_record(len(meta_body), limits.max_record_bytes)
         out.append(Pending("meta", token_id, {"delta": delta}, meta_body, Meta(lines, delta)))
     return out
+
+
+def _exact_canonical(text: str, token_id: str, limits: RequestLimits | None) -> Pending | None:
+    """A body already in canonical form, within the field limits (what most clients of
+    the node send): read as columns (fanout.gts.canonical) and logged as it came, since
+    formatting its readings would give it back byte for byte. None: take the general
+    path, which also explains any error."""
+    cols = parse_canonical(text, exact=True)
+    if cols is None or (limits is not None
+                        and not columns_fit(cols.keys.values(), cols.values, limits.fields)):
+        return None
+    body = text.encode()
+    if limits is not None:
+        check_record(len(body), limits.max_record_bytes)
+    return Pending("update", token_id, {}, body, Update(cols), points=len(cols))
 
 
 def meta_pending(text: str, delta: bool, token_id: str,
@@ -129,7 +149,8 @@ def delete_pending(selector: str, start: int | None, end: int | None, token_id: 
 def change_of(rec: Record) -> Change:
     """The store change a logged record stands for (its body is already canonical)."""
     if rec.op == "update":
-        return Update(parse_update(rec.body.decode(), 0))
+        text = rec.body.decode()
+        return Update(parse_canonical(text) or parse_update(text, 0))
     if rec.op == "meta":
         return Meta(parse_meta(rec.body.decode()), bool(rec.params.get("delta", False)))
     if rec.op == "delete":

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout.datalog.format import MAX_BODY, MAX_HEADER, OPS, Record
+from fanout.datalog.format import FRAME, MAX_BODY, MAX_HEADER, OPS, Record
 from fanout.errors import FanoutError, SelectorError
 from fanout.gts import parse_selector
 from fanout.gts.model import INT64_MAX, INT64_MIN
@@ -167,7 +167,21 @@ def _check_delete_params(rec: Record, params: dict[str, Any]) -> None:
         raise RecordInvalid(rec, "params", f"start ({start}) is after end ({end})")
 
 
+# Re-logging a header received as H bytes of JSON gives at most RELOG_GROWTH * H + RELOG_EXTRA
+# bytes: every value is written again from its parsed form, and no JSON text grows more
+# than 4.5 times that way (a number: "1E15" -> 1000000000000000.0; a string character
+# at most 3 times, raw UTF-8 -> \\uXXXX; space and duplicate keys only shrink); then seq
+# becomes MAX_TICK (+19), via takes one more id (+67) and a header without history or
+# base gets both (+41).
+RELOG_GROWTH = 6
+RELOG_EXTRA = 256
+
+
 def _check_header_size(rec: Record, limits: RecordLimits) -> None:
+    if len(rec.frame) >= FRAME.size:  # as received: bounded without re-encoding it
+        received = FRAME.unpack_from(rec.frame)[0]
+        if RELOG_GROWTH * received + RELOG_EXTRA <= limits.max_header:
+            return
     relogged = dataclasses.replace(rec, seq=MAX_TICK, via=(*rec.via, _LONGEST_ID),
                                    frame=b"")
     size = len(relogged.header_bytes())

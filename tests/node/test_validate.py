@@ -12,13 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fanout.datalog.format import LENGTHS, MAX_HEADER, Record, decode_frames
+from fanout.datalog.format import LENGTHS, MAX_HEADER, Record, decode_frames, encode_record
 from fanout.errors import DatalogCorruptError
 from fanout.node.changes import change_of
 from fanout.node.validate import (
     MAX_TICK,
     MAX_TOKEN_ID_CHARS,
     MAX_VIA,
+    RELOG_EXTRA,
+    RELOG_GROWTH,
     RecordInvalid,
     RecordLimits,
     validate_batch,
@@ -276,3 +278,56 @@ def test_random_headers_validate_or_raise_record_invalid(header: Any, body: byte
                                    frame=b"")
     assert len(relogged.header_bytes()) <= MAX_HEADER
     assert isinstance(record.origin, str) and record.origin
+
+
+# -- the re-log size bound: a received header is sized without re-encoding it -------------
+
+def _relogged_size(record: Record) -> int:
+    return len(dataclasses.replace(record, via=(*record.via, "x" * 64), seq=MAX_TICK,
+                                   frame=b"").header_bytes())
+
+
+def _frame_text(header_text: bytes, body: bytes = b"") -> bytes:
+    lengths = LENGTHS.pack(len(header_text), len(body))
+    crc = zlib.crc32(body, zlib.crc32(header_text, zlib.crc32(lengths)))
+    return lengths + struct.pack("<I", crc) + header_text + body
+
+
+@settings(max_examples=400, deadline=None)
+@given(header=headers(), ascii_only=st.booleans(), compact=st.booleans())
+def test_relog_bound_holds_for_any_received_header(header: Any, ascii_only: bool,
+                                                   compact: bool) -> None:
+    """However the sender wrote its JSON (raw UTF-8 or escapes, spaces or not), the
+    re-logged header is never larger than the bound the fast check trusts."""
+    text = json.dumps(header, ensure_ascii=ascii_only,
+                      separators=(",", ":") if compact else None).encode()
+    try:
+        [record] = decode_frames(memoryview(_frame_text(text)), 0, "body")
+    except DatalogCorruptError:
+        return
+    assert _relogged_size(record) <= RELOG_GROWTH * len(text) + RELOG_EXTRA
+
+
+@pytest.mark.parametrize("params", [b"[1E15,1E15,1E15,1E15]", b'{"a":1E14,"b":[1E2,0.1E-5]}',
+                                    b'"\\u0001\\ud83d\\ude00"', "\"é😀\"".encode()])
+def test_relog_bound_holds_for_numbers_and_characters_that_grow(params: bytes) -> None:
+    """The worst growths: numbers written short ("1E15" -> 1000000000000000.0), raw
+    UTF-8 characters written again as escapes, escapes of control characters."""
+    text = (b'{"seq":1,"origin":"a","oseq":1,"time":0,"op":"delete","token_id":"t",'
+            b'"via":[],"params":{"k":' + params + b"}}")
+    [record] = decode_frames(memoryview(_frame_text(text)), 0, "body")
+    assert _relogged_size(record) <= RELOG_GROWTH * len(text) + RELOG_EXTRA
+
+
+def test_a_received_header_too_big_once_relogged_is_refused() -> None:
+    """A decoded record (sized by the bound first) is refused exactly as one built here."""
+    limits = RecordLimits(max_header=600, max_token_id_chars=10_000)
+    base = len(GOOD.header_bytes())
+    tight = rec(token_id="t" * (600 - base + len(GOOD.token_id) - 20))
+    [received] = decode_frames(memoryview(encode_record(tight)), 0, "body")
+    assert received.frame and len(tight.header_bytes()) <= 600
+    with pytest.raises(RecordInvalid) as info:
+        validate_record(received, limits)
+    assert info.value.field == "header"
+    [small] = decode_frames(memoryview(encode_record(GOOD)), 0, "body")
+    validate_record(small, limits)
