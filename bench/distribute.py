@@ -326,13 +326,9 @@ class LinkWatch:
         self.ino.close()
 
 
-def latency(runner: Runner, node: Node, rate: float, seconds: float, drain: float) -> Latency:
-    n = int(rate * seconds)
-    names = node.stage(n, 300)
-    p = runner.start(node)
-    runner.ready(node, p)
-    watch = LinkWatch(node.targets)
-    settle()
+def publish_paced(node: Node, names: list[str], rate: float) -> dict[str, float]:
+    """Publish the staged ``names`` into the datalog one every 1/``rate`` s, as a node's
+    renames would; each name's publication time."""
     published: dict[str, float] = {}
     tmp, dst = str(node.tmp) + "/", str(node.datalog) + "/"
     start = time.perf_counter()
@@ -342,6 +338,17 @@ def latency(runner: Runner, node: Node, rate: float, seconds: float, drain: floa
             time.sleep(delay)
         os.rename(tmp + name, dst + name)
         published[name] = time.perf_counter()
+    return published
+
+
+def latency(runner: Runner, node: Node, rate: float, seconds: float, drain: float) -> Latency:
+    n = int(rate * seconds)
+    names = node.stage(n, 300)
+    p = runner.start(node)
+    runner.ready(node, p)
+    watch = LinkWatch(node.targets)
+    settle()
+    published = publish_paced(node, names, rate)
     deadline = time.perf_counter() + drain
     while len(watch.done) < n and time.perf_counter() < deadline:
         time.sleep(0.01)
@@ -400,16 +407,8 @@ def paced(node: Node, rate: float, seconds: float, size: int,
         removals = LinkWatch([node.datalog], F.DELETE)
         settle()
         time.sleep(1.0)  # past the startup scan and audit
-        published: dict[str, float] = {}
-        tmp, dst = str(node.tmp) + "/", str(node.datalog) + "/"
         cpu0 = _cpu(p.pid)
-        start = time.perf_counter()
-        for i, name in enumerate(names):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            os.rename(tmp + name, dst + name)
-            published[name] = time.perf_counter()
+        published = publish_paced(node, names, rate)
         deadline = time.perf_counter() + 10
         while ((len(links.done) < n or len(removals.done) < n)
                and time.perf_counter() < deadline):
