@@ -177,9 +177,12 @@ def cpu_seconds(*pids: int) -> float:
     return total
 
 
-def paced_lag(src: Path, master: Path, every: float) -> list[float]:
+def paced_lag(src: Path, master: Path, every: float,
+              proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+              ) -> list[float]:
     """Move the backlog's files into ``src`` one every ``every`` s; each file's seconds
-    from its arrival to its removal (acknowledged by the target, then unlinked)."""
+    from its arrival to its removal (acknowledged by the target, then unlinked). If
+    ``proc`` (the process emptying ``src``) exits meanwhile, the run fails at once."""
     names = oldest_names(master, 10**9)
     arrived: dict[str, float] = {}
     gone: dict[str, float] = {}
@@ -187,6 +190,8 @@ def paced_lag(src: Path, master: Path, every: float) -> list[float]:
 
     def watch() -> None:
         while not done.is_set() or len(gone) < len(names):
+            if proc is not None and proc.poll() is not None:
+                return
             present = {e.name for e in os.scandir(src)}
             now = time.perf_counter()
             for n in list(arrived):
@@ -207,6 +212,9 @@ def paced_lag(src: Path, master: Path, every: float) -> list[float]:
         os.rename(master / n, src / n)
     done.set()
     th.join(600)
+    if proc is not None and proc.poll() is not None:
+        tail = log.read_text()[-2000:] if log is not None else ""
+        raise RuntimeError(f"the process emptying {src} exited ({proc.returncode}): {tail}")
     return sorted(gone[n] - arrived[n] for n in names if n in gone)
 
 
@@ -253,7 +261,8 @@ def tls_compare(root: Path, points: int, runs: int, rate: float, seconds: float)
                 paced = root / f"paced-{name}"
                 make_backlog(paced, paced_points, first_seq=seq)
                 seq += paced_points // POINTS_PER_RECORD
-                lags = paced_lag(fwd.src, paced, POINTS_PER_RECORD * RECORDS_PER_FILE / rate)
+                lags = paced_lag(fwd.src, paced, POINTS_PER_RECORD * RECORDS_PER_FILE / rate,
+                                 fwd.p, fwd.log)
                 fwd.close()
             finally:
                 node.stop()
@@ -327,7 +336,7 @@ def live_compare(root: Path, url: str, rates: list[float], seconds: float,
                 master = root / f"master-{name}"
                 make_live_files(master, count, 1)  # a new target name: a fresh cursor
                 cpu0 = cpu_seconds(proc.p.pid)
-                lags = paced_lag(src, master, 1 / rate)
+                lags = paced_lag(src, master, 1 / rate, proc.p, root / f"{name}.log")
                 cpu = cpu_seconds(proc.p.pid) - cpu0
                 proc.close()
                 if kind == "forwarder":  # one endpoint, one target file at a time
