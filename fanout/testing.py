@@ -155,6 +155,23 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
         time.sleep(interval)
 
 
+
+def drop_closed(socks: list[socket.socket]) -> bool:
+    """Close and forget every socket of ``socks`` its peer has closed; True once none is
+    left (poll it with ``wait_until`` to see a server drop idle connections)."""
+    for s in list(socks):
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                socks.remove(s)
+                s.close()
+        except BlockingIOError:
+            pass
+        except OSError:
+            socks.remove(s)
+            s.close()
+    return not socks
+
 def eventually(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll an assertion until it holds (state files are written about once a second);
     on timeout re-raise the last AssertionError so the test says what was wrong.

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fanout.testing import HTTPError, NodeProc, Topology, wait_until
+from fanout.testing import HTTPError, NodeProc, Topology, drop_closed, wait_until
 
 CLK = os.sysconf("SC_CLK_TCK")
 MiB = 1 << 20
@@ -115,21 +115,7 @@ def test_idle_connections_past_fd_limit_leave_node_serving(tmp_path: Path) -> No
         wait_until(lambda: state.stat().st_mtime_ns != before, 15, what="state file written")
         assert n.alive(), n.log_text()[-2000:]
 
-        def idle_closed() -> bool:  # every idle socket is closed by the node
-            for s in list(socks):
-                s.setblocking(False)
-                try:
-                    if s.recv(1) == b"":
-                        socks.remove(s)
-                        s.close()
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    socks.remove(s)
-                    s.close()
-            return not socks
-
-        wait_until(idle_closed, 30, what="idle connections closed by the node")
+        wait_until(lambda: drop_closed(socks), 30, what="idle connections closed by the node")
         print(f"{int(limit * 1.1)} idle connections at nofile={limit}: {held} connected, "
               f"all closed by the node {time.monotonic() - t_idle:.1f}s later")
         assert n.alive(), n.log_text()[-2000:]

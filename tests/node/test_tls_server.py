@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fanout.ops.tls import make_ca, make_cert
-from fanout.testing import NodeProc, wait_until
+from fanout.testing import NodeProc, drop_closed, wait_until
 from fanout.tlsconfig import ClientTLS
 
 pytestmark = pytest.mark.slow
@@ -42,21 +42,7 @@ def test_silent_tls_connections_past_fd_limit_leave_node_serving(tmp_path: Path)
         t0 = time.monotonic()
         assert n.alive(), n.log_text()[-2000:]
 
-        def all_closed() -> bool:
-            for s in list(socks):
-                s.setblocking(False)
-                try:
-                    if s.recv(1) == b"":
-                        socks.remove(s)
-                        s.close()
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    socks.remove(s)
-                    s.close()
-            return not socks
-
-        wait_until(all_closed, 30, what="silent TLS connections closed by the node")
+        wait_until(lambda: drop_closed(socks), 30, what="silent TLS connections closed by the node")
         assert time.monotonic() - t0 < 25
         assert n.alive(), n.log_text()[-2000:]
         with n.client() as c:
