@@ -236,14 +236,8 @@ def tls_compare(root: Path, points: int, runs: int, rate: float, seconds: float)
             node = NodeProc.init(tgt, "target")
             tls = None
             if mode == "tls":
-                data = yaml.safe_load(node.config.read_text())
-                data["tls"] = {"cert_file": str(node_cert.cert), "key_file": str(node_cert.key),
-                               "client_ca_file": str(pki / "ca.crt")}
-                node.config.write_text(yaml.safe_dump(data))
-                node.url = f"https://127.0.0.1:{node.port}"
-                from fanout.tlsconfig import ClientTLS
-
-                node.ssl_context = ClientTLS(pki / "ca.crt", client.cert, client.key).context()
+                node.use_tls(node_cert.cert, node_cert.key, pki / "ca.crt", client.cert,
+                             client.key)
                 tls = {"ca_file": str(pki / "ca.crt"), "cert_file": str(client.cert),
                        "key_file": str(client.key)}
             node.start_and_wait()

@@ -285,6 +285,19 @@ class NodeProc(Proc):
             cfg.write_text(yaml.safe_dump(data, sort_keys=False))
         return cls(node_dir, port)
 
+    def use_tls(self, cert: Path, key: Path, ca: Path, client_cert: Path,
+                client_key: Path) -> None:
+        """Serve https with ``cert``/``key``, requiring client certificates ``ca`` signed;
+        this harness's clients then verify the node with ``ca`` and present
+        ``client_cert``. Call before ``start``."""
+        from fanout.tlsconfig import ClientTLS
+
+        data = yaml.safe_load(self.config.read_text())
+        data["tls"] = {"cert_file": str(cert), "key_file": str(key), "client_ca_file": str(ca)}
+        self.config.write_text(yaml.safe_dump(data))
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ssl_context = ClientTLS(ca, client_cert, client_key).context()
+
     def client(self, token: str = "ingest") -> Client:
         return Client(self.url, self.tokens[token], ssl_context=self.ssl_context)
 

@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from fanout.ops.tls import make_ca, make_cert
 from fanout.testing import NodeProc, drop_closed, wait_until
-from fanout.tlsconfig import ClientTLS
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +24,7 @@ def test_silent_tls_connections_past_fd_limit_leave_node_serving(tmp_path: Path)
     client = make_cert(pki, "c", client=True)
     limit = 256
     n = NodeProc.init(tmp_path / "n", "n", limits={"idle_timeout": 3.0})
-    data = yaml.safe_load(n.config.read_text())
-    data["tls"] = {"cert_file": str(node.cert), "key_file": str(node.key),
-                   "client_ca_file": str(pki / "ca.crt")}
-    n.config.write_text(yaml.safe_dump(data))
-    n.url = f"https://127.0.0.1:{n.port}"
-    n.ssl_context = ClientTLS(pki / "ca.crt", client.cert, client.key).context()
+    n.use_tls(node.cert, node.key, pki / "ca.crt", client.cert, client.key)
     n.args = ["prlimit", f"--nofile={limit}:{limit}", *n.args]
     n.start_and_wait()
     socks: list[socket.socket] = []

@@ -8,12 +8,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
 from fanout.ops.tls import make_ca, make_cert
 from fanout.statefile import read_json
 from fanout.testing import Topology, eventually
-from fanout.tlsconfig import ClientTLS
 from tests.supervise.conftest import Supervised
 
 pytestmark = pytest.mark.slow
@@ -26,12 +24,7 @@ def tls_supervised(topo: Topology) -> Iterator[tuple[Supervised, Topology]]:
     n1, n2 = topo.node("n1"), topo.node("n2")
     for n in (n1, n2):
         issued = make_cert(pki, n.dir.name, n.dir / "tls", ips=["127.0.0.1"])
-        data = yaml.safe_load(n.config.read_text())
-        data["tls"] = {"cert_file": str(issued.cert), "key_file": str(issued.key),
-                       "client_ca_file": str(pki / "ca.crt")}
-        n.config.write_text(yaml.safe_dump(data))
-        n.url = f"https://127.0.0.1:{n.port}"
-        n.ssl_context = ClientTLS(pki / "ca.crt", issued.cert, issued.key).context()
+        n.use_tls(issued.cert, issued.key, pki / "ca.crt", issued.cert, issued.key)
     topo.link(n1, n2, sink={"tls": {"ca_file": str(pki / "ca.crt"),
                                     "cert_file": str(n1.dir / "tls" / "n1.crt"),
                                     "key_file": str(n1.dir / "tls" / "n1.key")}})
