@@ -3,7 +3,9 @@ datalog file, one store transaction); a unit that fails is refused alone.
 
 tests/node/test_committer.py queues every unit before the committer first runs; here the
 first commit is held open (``fanout.testing.RecordingStore`` with a gate) so the others
-arrive while it runs, as they do under load.
+arrive while it runs, as they do under load. Holding it open needs it on the commit thread,
+where groups too big to commit on the event loop go (``inline_bytes=0`` sends them all);
+tests/node/test_inline_commit.py covers which commits run where.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def scenario(tmp: Path, later: list[list[Pending]], group_commit: bool = True,
     box: list[Committer] = []
 
     async def main() -> list[Any]:
-        c = Committer(store, writer, "n1", group_commit=group_commit)
+        c = Committer(store, writer, "n1", group_commit=group_commit, inline_bytes=0)
         box.append(c)
         c.start()
         try:
@@ -117,7 +119,7 @@ def test_an_exclusive_action_runs_alone_between_groups(tmp_path: Path) -> None:
     seen: list[int] = []
 
     async def main() -> list[Any]:
-        c = Committer(store, writer, "n1")
+        c = Committer(store, writer, "n1", inline_bytes=0)
         c.start()
         try:
             first = asyncio.ensure_future(c.submit(write(0)))
