@@ -6,10 +6,10 @@ point (see ``fanout.datalog.writer``). Writes are acknowledged only after public
 
 Commits run one at a time, in queue order, so seq and oseq stay dense and ordered without
 locks. A small group (up to INLINE_COMMIT_BYTES) commits right on the event loop: handing
-it to a thread and back cost about a fifth of a replicated batch's CPU on the node, more
-than its parse. Bigger groups, and every commit after one that took longer than
-INLINE_SLOW_SECONDS (a stalling disk), run on the dedicated commit thread so that the loop
-keeps serving; so does the waiting between publication retries.
+it to a thread and back cost about 15% of a replicated batch's CPU on the node. Bigger
+groups, and every commit after one that took longer than INLINE_SLOW_SECONDS (a stalling
+disk), run on the dedicated commit thread so that the loop keeps serving; so does the
+waiting between publication retries.
 
 Client writes here are logged under this process's own history (begun in the store when
 the committer is built, before anything is served); their oseq continues from the
