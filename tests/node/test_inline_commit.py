@@ -1,6 +1,7 @@
 """Where a commit runs: a small group on the event loop (the hand-off to a thread costs
-more than such a commit), a big one, and any after a slow commit, on the commit thread;
-publication retries never wait on the loop. A real datalog writer and memory store."""
+more than such a commit), a big one, one with a delete, and any after a slow commit, on
+the commit thread; publication retries never wait on the loop. A real datalog writer and
+memory store."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import fanout.node.committer as committer_mod
 from fanout.datalog import DatalogWriter, iter_dir
 from fanout.datalog.writer import Prepared
-from fanout.node.changes import Pending, update_pending
+from fanout.node.changes import Pending, delete_pending, update_pending
 from fanout.node.committer import Committer
 from fanout.store import Outcome, open_store
 from fanout.testing import RecordingStore
@@ -68,6 +69,16 @@ def test_small_commits_run_on_the_loop_and_big_ones_on_the_commit_thread(
     assert where.threads[0] == loop_thread and where.threads[2] == loop_thread
     assert where.threads[1] != loop_thread
     assert [[r.seq for r in rs] for _, rs in iter_dir(writer.dir)] == [[1], [2], [3]]
+
+
+def test_a_delete_commits_on_the_commit_thread(tmp_path: Path) -> None:
+    """A delete's cost is the store's size (its selector against every series, the points
+    it removes), not its request's: it never runs on the loop, however small."""
+    where = Where()
+    units = [write(1), [delete_pending("~w.*{}", None, None, "ingest")], write(2)]
+    results, loop_thread, _ = run(tmp_path, units, where)
+    assert results[1][0].status == "applied"
+    assert [t == loop_thread for t in where.threads] == [True, False, True]
 
 
 def test_a_slow_commit_sends_the_next_one_to_the_commit_thread(tmp_path: Path) -> None:
