@@ -1,7 +1,7 @@
-"""Where a commit runs: a small group on the event loop (the hand-off to a thread costs
-more than such a commit), a big one, one with a delete, and any after a slow commit, on
-the commit thread; publication retries never wait on the loop. A real datalog writer and
-memory store."""
+"""Where a commit runs: a lone small unit on the event loop (the hand-off to a thread
+costs more than such a commit); a group of several, a big unit, a delete, and any commit
+after a slow one on the commit thread; publication retries never wait on the loop. A real
+datalog writer and memory store."""
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ class Where:
 
 
 def run(tmp: Path, units: list[list[Pending]], where: Where,
-        writer: DatalogWriter | None = None) -> tuple[list[Any], int, DatalogWriter]:
-    """Submit ``units`` one after the other (each awaited); the loop thread's id."""
+        writer: DatalogWriter | None = None,
+        together: bool = False) -> tuple[list[Any], int, DatalogWriter]:
+    """Submit ``units`` one after the other (each awaited), or ``together`` (all queued
+    before the committer runs, so they form one group); the loop thread's id."""
     (tmp / "state").mkdir(exist_ok=True)
     store = RecordingStore(open_store("memory", None, tmp / "state"), refuse=where)
     writer = writer or DatalogWriter(tmp / "datalog", "n1")
@@ -52,6 +54,9 @@ def run(tmp: Path, units: list[list[Pending]], where: Where,
         c = Committer(store, writer, "n1")
         c.start()
         try:
+            if together:
+                results = await asyncio.gather(*(c.submit(u) for u in units))
+                return list(results), threading.get_ident()
             return [await c.submit(u) for u in units], threading.get_ident()
         finally:
             await c.stop()
@@ -69,6 +74,17 @@ def test_small_commits_run_on_the_loop_and_big_ones_on_the_commit_thread(
     assert where.threads[0] == loop_thread and where.threads[2] == loop_thread
     assert where.threads[1] != loop_thread
     assert [[r.seq for r in rs] for _, rs in iter_dir(writer.dir)] == [[1], [2], [3]]
+
+
+def test_a_group_of_several_commits_on_the_commit_thread(tmp_path: Path) -> None:
+    """Several units queued together mean concurrent writers: the loop keeps reading and
+    parsing theirs while this commit's fsyncs run."""
+    where = Where()
+    results, loop_thread, writer = run(tmp_path, [write(i) for i in range(1, 4)], where,
+                                       together=True)
+    assert all(r == [Outcome("applied")] for r in results)
+    assert len(where.threads) == 1 and where.threads[0] != loop_thread
+    assert [[r.seq for r in rs] for _, rs in iter_dir(writer.dir)] == [[1, 2, 3]]
 
 
 def test_a_delete_commits_on_the_commit_thread(tmp_path: Path) -> None:
