@@ -41,15 +41,10 @@ from fanout.datalog.format import encode_record
 from fanout.datalog.reader import oldest_names, read_file
 from fanout.testing import NodeProc
 
-SERIES = 10
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_load import body_of  # the e2e load's request bodies
+
 CLIENTS = 8
-
-
-def body_of(k: int, points: int) -> bytes:
-    """Request k's lines, as bench/e2e_load.py writes them."""
-    base = 1_700_000_000_000_000 + k * points
-    return "".join(f"{base + j}// e2e.load{{host=h{j % SERIES}}} {(k + j) % 1000}.5\n"
-                   for j in range(points)).encode()
 
 
 def cpu(pid: int) -> tuple[float, float]:

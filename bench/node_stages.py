@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import functools
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -38,15 +39,10 @@ from fanout.node.validate import validate_batch
 from fanout.store import open_store
 from fanout.store.base import Update
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_load import body_of  # the e2e load's request bodies
+
 HISTORY = "0123456789abcdef"
-BASE_TS = 1_700_000_000_000_000
-
-
-def body_of(k: int, points: int) -> bytes:
-    """Request k's lines, as bench/e2e_load.py writes them."""
-    base = BASE_TS + k * points
-    return "".join(f"{base + j}// e2e.load{{host=h{j % 10}}} {(k + j) % 1000}.5\n"
-                   for j in range(points)).encode()
 
 
 def thread_cpu() -> float:
