@@ -155,7 +155,6 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05,
         time.sleep(interval)
 
 
-
 def drop_closed(socks: list[socket.socket]) -> bool:
     """Close and forget every socket of ``socks`` its peer has closed; True once none is
     left (poll it with ``wait_until`` to see a server drop idle connections)."""
@@ -171,6 +170,7 @@ def drop_closed(socks: list[socket.socket]) -> bool:
             socks.remove(s)
             s.close()
     return not socks
+
 
 def eventually(check: Any, what: str, timeout: float = 10.0) -> None:
     """Poll an assertion until it holds (state files are written about once a second);

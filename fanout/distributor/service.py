@@ -257,8 +257,7 @@ class Distributor:
             if wake_r is not None and wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake_r, 512)
-            if self.committer.has_done:
-                self._reap()
+            self._reap()
             if self._stopping:
                 break
             if self._hup:
@@ -360,8 +359,7 @@ class Distributor:
     def _link_fresh(self, names: list[str]) -> int:
         """Link the names not already on their way out; returns how many of ``names`` are
         linked everywhere or already on their way out (the rest wait for a later scan)."""
-        if self.committer.has_done:
-            self._reap()
+        self._reap()
         fresh = [n for n in names if n not in self.inflight]
         done = len(names) - len(fresh)
         if not fresh:
@@ -383,6 +381,8 @@ class Distributor:
     def _reap(self) -> None:
         """Forget the batches the committer is done with: their originals are removed
         (or, when a directory fsync failed, kept for a later scan to retry)."""
+        if not self.committer.has_done:  # the usual case: no lock taken
+            return
         for batch in self.committer.take_done():
             self.inflight.difference_update(batch.names)
             self.counters.files_removed += batch.removed
