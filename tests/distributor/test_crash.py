@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .util import NodeDir, assert_exactly_once, pace, wait_distributed, wait_running
+from .util import NodeDir, pace, restart_completes
 
 FILES = 10_000
 KILLS = 20
@@ -52,10 +52,4 @@ def test_sigkill_at_random_moments_then_restart(node: NodeDir, procs: list) -> N
     assert not failed, failed
     assert kills >= KILLS and len(node.published) == FILES
 
-    p = node.distributor(log="distributor-final.log")
-    procs.append(p.start())
-    wait_running(node, p)
-    wait_distributed(node, node.published, dirs, timeout=120)
-    assert_exactly_once(node, node.published, dirs)
-    assert p.stop() == 0
-    assert node.state()["lastError"] is None
+    restart_completes(node, dirs, procs, "distributor-final.log", timeout=120)

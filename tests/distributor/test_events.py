@@ -17,6 +17,7 @@ from .util import (
     NodeDir,
     assert_exactly_once,
     datalog_names,
+    restart_completes,
     wait_distributed,
     wait_running,
 )
@@ -110,10 +111,4 @@ def test_killed_between_link_and_fsync_keeps_originals_then_completes(node: Node
     wait_until(linked, 20, what="later files linked into every target")
     p.kill()
     assert set(held) <= datalog_names(node.datalog)  # not fsynced, so not removed
-    q = node.distributor(env=NO_RESCAN, log="distributor-2.log")
-    procs.append(q.start())
-    wait_running(node, q)
-    wait_distributed(node, node.published, dirs, timeout=30)
-    assert_exactly_once(node, node.published, dirs)
-    assert q.stop() == 0
-    assert node.state()["lastError"] is None
+    restart_completes(node, dirs, procs, "distributor-2.log", env=NO_RESCAN, timeout=30)

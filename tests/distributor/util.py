@@ -145,6 +145,19 @@ def assert_exactly_once(node: NodeDir, names: list[str] | set[str], targets: lis
         assert stats[0].st_nlink == len(targets), (name, stats[0].st_nlink)
 
 
+def restart_completes(node: NodeDir, dirs: list[Path], procs: list[Proc], log: str,
+                      env: dict[str, str] | None = None, timeout: float = 60.0) -> None:
+    """Start a distributor after one was killed: it distributes every file published so
+    far exactly once, stops cleanly on SIGTERM and leaves no error in its state."""
+    p = node.distributor(env=env, log=log)
+    procs.append(p.start())
+    wait_running(node, p)
+    wait_distributed(node, node.published, dirs, timeout=timeout)
+    assert_exactly_once(node, node.published, dirs)
+    assert p.stop() == 0
+    assert node.state()["lastError"] is None
+
+
 def pace(rate: float, start: float, i: int) -> None:
     """Sleep until item ``i`` of a steady ``rate``/s stream that began at ``start``."""
     delay = start + i / rate - time.monotonic()
