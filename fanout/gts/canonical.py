@@ -16,7 +16,9 @@ message, stays ``parse_update``'s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from typing import Any, overload
 
 from fanout.gts.encoding import encode
@@ -29,6 +31,10 @@ from fanout.gts.values import parse_string
 # 64 bits without a check); longer ones are range-checked by its slow path.
 _MAX_DIGITS = 18
 _DOUBLE_CHARS = "0123456789.e+-"
+# str.translate tables deleting what a column of doubles (or of longs) may hold, lines
+# included: anything left over is another kind of value.
+_NOT_DOUBLE = str.maketrans("", "", _DOUBLE_CHARS + "\n")
+_NOT_LONG = str.maketrans("", "", "0123456789-\n")
 
 
 class _NotCanonical(Exception):
@@ -104,6 +110,12 @@ def _parse(text: str, exact: bool) -> CanonicalReadings:
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
+    try:
+        cols = _numeric_columns(text, lines, exact)
+    except ValueError:  # FieldError is one
+        cols = None  # the loop below decides
+    if cols is not None:
+        return cols
     keys: dict[str, tuple[str, Labels]] = {}
     series_col: list[str] = []
     ts_col: list[int] = []
@@ -140,6 +152,80 @@ def _parse(text: str, exact: bool) -> CanonicalReadings:
         add_series(series)
         add_ts(int(ts_t))
     return CanonicalReadings(keys, series_col, ts_col, values)
+
+
+def _numeric_columns(text: str, lines: list[str], exact: bool) -> CanonicalReadings | None:
+    """The body's readings when its values are all doubles or all longs (a metrics
+    client's body, and so most replicated records), taken column by column: each check
+    runs once over a whole column in C (a join, a count, a map) instead of once per line
+    in Python, which halves a replica's parse. None (or a ValueError) when the body is
+    anything else, or when in doubt: then the line loop in _parse reads it and decides
+    whether to decline, so what this takes is exactly what that loop takes."""
+    n = len(lines)
+    if not n or text.count(" ") != 2 * n:
+        return None
+    pos, series, vals = zip(*map(str.split, lines, repeat(" ")), strict=False)
+    # Each line has at least three fields (zip stops at the shortest, and more than three
+    # columns fail the unpacking) and the body holds two spaces a line: exactly three.
+    ts = _stamp_column(pos, n, exact)
+    values = _number_column(vals, exact)
+    if ts is None or values is None:
+        return None
+    keys: dict[str, tuple[str, Labels]] = {}
+    for s in dict.fromkeys(series):
+        keys[s] = key = parse_series(s)
+        if exact and series_key(*key) != s:
+            return None
+    return CanonicalReadings(keys, list(series), ts, values)
+
+
+def _stamp_column(pos: Sequence[str], n: int, exact: bool) -> list[int] | None:
+    """The timestamps of position fields that are all ``TS//``, TS of at most 18
+    characters; else None."""
+    joined = "\n".join(pos) + "\n"
+    if joined.count("//\n") != n:  # a field without "//" at its end (none holds a newline)
+        return None
+    stamps = joined.split("//\n")
+    stamps.pop()
+    digits = "".join(stamps)
+    if digits.translate(_NOT_LONG) or max(map(len, stamps)) > _MAX_DIGITS:
+        return None  # other characters, or a long (maybe negative) stamp
+    ts = list(map(int, stamps))  # ValueError for "", "-" or a misplaced "-"
+    if exact and "".join(map(str, ts)) != digits:  # as for longs in _number_column
+        return None
+    return ts
+
+
+def _number_column(vals: Sequence[str], exact: bool) -> list[Value] | None:
+    """The values, when all are doubles (finite) or all are longs of at most 18
+    characters; else None."""
+    joined = "\n".join(vals)
+    if joined.translate(_NOT_DOUBLE) or "\n+" in "\n" + joined:
+        return None  # a STRING, a BOOLEAN, a "+1.5", another spelling
+    values: list[Value]
+    digits = joined.replace("\n", "")
+    if digits.replace("-", "").isdigit():  # no ".", "e" nor "+": all longs
+        if max(map(len, vals)) > _MAX_DIGITS:
+            return None  # a long (maybe negative) long
+        values = list(map(int, vals))  # ValueError for "", "-" or a misplaced "-"
+        # str(int(v)) is v, or shorter (a leading 0, -0): comparing concatenations is enough
+        if exact and "".join(map(str, values)) != digits:
+            return None
+        return values
+    if joined.count(".") != len(vals) and any(_longs(joined)):
+        return None  # longs and doubles mixed (one "." a value: none is a long)
+    values = list(map(float, vals))  # ValueError for "1.2.3", "e", ...
+    if not all(map(math.isfinite, values)):  # type: ignore[arg-type]
+        return None
+    if exact and "\n".join(map(repr, values)) != joined:
+        return None
+    return values
+
+
+def _longs(joined: str) -> list[bool]:
+    """Which of the newline-joined values hold neither "." nor "e" (their other
+    characters being digits, "-" and "+")."""
+    return list(map(str.isdigit, joined.replace("-", "").replace("+", "").split("\n")))
 
 
 def _other(vt: str, exact: bool) -> Value:
