@@ -81,12 +81,11 @@ class DatalogWriter:
             raise
         return Prepared(name, path, first, last, len(data), data)
 
-    def publish(self, prep: Prepared) -> Path:
-        """Rename into the datalog directory and make the rename durable."""
-        final = f"{self._dir_text}/{prep.name}"
-        os.rename(prep.tmp, final)
+    def publish(self, prep: Prepared) -> None:
+        """Rename into the datalog directory (as ``prep.name``) and make the rename
+        durable. Text paths: this runs at every commit, where pathlib showed."""
+        os.rename(prep.tmp, f"{self._dir_text}/{prep.name}")
         fsync_dir(self._dir_text)
-        return Path(final)
 
     def restore(self, prep: Prepared) -> Path:
         """Publish a prepared file whose ``.tmp/`` copy vanished, from its bytes in memory.

@@ -20,8 +20,9 @@ def test_prepare_is_invisible_until_published(tmp_path: Path) -> None:
     w = DatalogWriter(tmp_path, "n1")
     prep = w.prepare(records(1, 3))
     assert oldest_names(tmp_path, 10) == []
-    path = w.publish(prep)
-    assert oldest_names(tmp_path, 10) == [path.name]
+    w.publish(prep)
+    path = tmp_path / prep.name
+    assert oldest_names(tmp_path, 10) == [prep.name]
     assert [r.seq for r in read_file(path)] == [1, 2, 3]
     assert list((tmp_path / ".tmp").iterdir()) == []
 

@@ -53,7 +53,9 @@ def write_files(directory: Path, spans: list[range], origin: str = "a") -> list[
     for span in spans:
         recs = [Record(s, origin, s, 0, "update", "ingest", {}, (),
                        f"{s}// x{{}} {s}\n".encode()) for s in span]
-        names.append(w.publish(w.prepare(recs)).name)
+        prep = w.prepare(recs)
+        w.publish(prep)
+        names.append(prep.name)
     return names
 
 

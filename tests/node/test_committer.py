@@ -122,9 +122,9 @@ def test_disk_full_still_fails_every_unit_of_the_commit(tmp_path: Path) -> None:
 class VanishingWriter(DatalogWriter):
     """Another process takes the prepared file from .tmp/ before publication."""
 
-    def publish(self, prep: Prepared) -> Path:
+    def publish(self, prep: Prepared) -> None:
         prep.tmp_path.unlink()
-        return super().publish(prep)
+        super().publish(prep)
 
 
 def test_vanished_prepared_file_is_fatal_and_written_again(tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_other_publish_errors_are_fatal_at_once(tmp_path: Path, errno_: str) -> 
     code = getattr(errnos, errno_)
 
     class Failing(DatalogWriter):
-        def publish(self, prep: Prepared) -> Path:
+        def publish(self, prep: Prepared) -> None:
             raise OSError(code, "injected")
 
     inner = open_store("sqlite", tmp_path / "store.sqlite", tmp_path / "state")
@@ -235,11 +235,11 @@ def test_transient_publish_errors_are_retried_then_fatal(tmp_path: Path,
     failures = {"left": 3}
 
     class Full(DatalogWriter):
-        def publish(self, prep: Prepared) -> Path:
+        def publish(self, prep: Prepared) -> None:
             if failures["left"]:
                 failures["left"] -= 1
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return super().publish(prep)
+            super().publish(prep)
 
     inner = open_store("sqlite", tmp_path / "store.sqlite", tmp_path / "state")
     writer = Full(tmp_path / "datalog", "n1")

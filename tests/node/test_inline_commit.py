@@ -123,11 +123,11 @@ def test_publication_retries_wait_on_the_commit_thread(
     attempts: list[int] = []
 
     class Full(DatalogWriter):
-        def publish(self, prep: Prepared) -> Path:
+        def publish(self, prep: Prepared) -> None:
             attempts.append(threading.get_ident())
             if len(attempts) <= 4:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            return super().publish(prep)
+            super().publish(prep)
 
     (tmp_path / "state").mkdir()
     store = open_store("memory", None, tmp_path / "state")
