@@ -16,7 +16,11 @@ Each stage is timed with this thread's CPU clock (user + system; indented lines 
 of the line above them), on a real sqlite store and datalog in a temporary directory under
 ``--dir`` (default: the system's temporary directory).
 
-    .venv/bin/python bench/node_stages.py [--writes 400] [--records-per-batch 2]
+Writes run back to back, unless ``--pace N`` spaces them N a second, as a live node gets
+them: the same code then costs more CPU per write (caches gone cold, a sleeping core woken
+between writes), which is why a live node measures above the sum of these stages.
+
+    .venv/bin/python bench/node_stages.py [--writes 400] [--records-per-batch 2] [--pace N]
 """
 
 from __future__ import annotations
@@ -84,7 +88,21 @@ def committer_in(root: Path, node_id: str) -> tuple[Committer, Any, DatalogWrite
     return Committer(store, writer, node_id), store, writer
 
 
-def replicate(root: Path, batches: int, per_batch: int, points: int) -> None:
+class Pacer:
+    """Sleeps until write i+1 is due, ``pace`` writes a second from the first (0: never)."""
+
+    def __init__(self, pace: float) -> None:
+        self.pace = pace
+        self.start = time.monotonic()
+        self.done = 0
+
+    def wait(self) -> None:
+        self.done += 1
+        if self.pace:
+            time.sleep(max(0.0, self.start + self.done / self.pace - time.monotonic()))
+
+
+def replicate(root: Path, batches: int, per_batch: int, points: int, pace: float) -> None:
     c, store, _ = committer_in(root / "target", "t")
     raw = []
     for b in range(batches):
@@ -110,15 +128,17 @@ def replicate(root: Path, batches: int, per_batch: int, points: int) -> None:
 
     parse = st.timed("parse bodies", pendings)
     commit = st.timed("commit (store + fsync)", c._commit)
+    pacer = Pacer(pace)
     for body in raw:
         records = decode(body)
         validate(records)
         commit([Unit(parse(records), None, 0)])  # type: ignore[arg-type]
+        pacer.wait()
     store.close()
     st.show(f"replicate, {per_batch} records per batch", batches, batches * per_batch * points)
 
 
-def update(root: Path, writes: int, points: int) -> None:
+def update(root: Path, writes: int, points: int, pace: float) -> None:
     c, store, writer = committer_in(root / "primary", "p")
     limits = RequestLimits()
     st = Stages()
@@ -127,9 +147,12 @@ def update(root: Path, writes: int, points: int) -> None:
     writer.prepare = st.timed("  prepare (datalog)", writer.prepare)  # type: ignore[method-assign]
     store.apply = st.timed("  store transaction", store.apply)
     writer.publish = st.timed("  publish (datalog)", writer.publish)  # type: ignore[method-assign]
-    for k in range(writes):
-        pend = parse(body_of(k, points).decode(), 0, "ingest", limits)
+    bodies = [body_of(k, points).decode() for k in range(writes)]
+    pacer = Pacer(pace)
+    for body in bodies:
+        pend = parse(body, 0, "ingest", limits)
         commit([Unit(pend, None, 0)])  # type: ignore[arg-type]
+        pacer.wait()
     store.close()
     st.show("update (client body, canonical)", writes, writes * points)
 
@@ -140,13 +163,16 @@ def main() -> None:
     ap.add_argument("--records-per-batch", type=int, default=2)
     ap.add_argument("--points", type=int, default=100)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--pace", type=float, default=0.0,
+                    help="writes per second (default 0: back to back)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="node-stages-", dir=args.dir))
     try:
-        print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}",
+        print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
+              + (f"{args.pace:g} writes/s" if args.pace else "writes back to back"),
               flush=True)
-        replicate(root, args.writes, args.records_per_batch, args.points)
-        update(root, args.writes, args.points)
+        replicate(root, args.writes, args.records_per_batch, args.points, args.pace)
+        update(root, args.writes, args.points, args.pace)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
