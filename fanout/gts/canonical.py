@@ -6,7 +6,9 @@ needs none of the general parser's regex work: each line splits on its two space
 each field is taken only in a spelling that ``parse_update``'s own fast path reads the
 same way. The result is kept as columns (series, timestamps, values): a store that can
 insert columns (``SqliteStore``) never builds the Reading objects, the rest iterate
-``CanonicalReadings`` as the readings ``parse_update`` would have given.
+``CanonicalReadings`` as the readings ``parse_update`` would have given. A body whose
+values are all doubles or all longs is checked a whole column at a time; any other goes
+line by line.
 
 Anything else (a position or elevation, a blank line, a long beyond 18 digits, a
 non-finite double, another spelling, an error) makes ``parse_canonical`` answer None, and
