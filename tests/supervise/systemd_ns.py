@@ -245,10 +245,13 @@ class SystemdHost:
 
     def processes_of(self, node: NodeProc) -> list[str]:
         """Processes of the host (any namespace) run for ``node``: its node and distributor
-        name its fanout.yaml, its forwarders their instance ``<id>:<target>``."""
+        name its fanout.yaml, its forwarders this host's root and their instance
+        ``<id>:<target>`` (another test run on the machine has its own n1:n2)."""
         found = []
+        root = f"--root {node.dir.parent} "
+        instance = f"--instance {node.dir.name}:"
         for p in psutil.process_iter(["cmdline"]):
             cmd = " ".join(p.info["cmdline"] or [])
-            if str(node.config) in cmd or f"--instance {node.dir.name}:" in cmd:
+            if str(node.config) in cmd or (root in cmd and instance in cmd):
                 found.append(f"{p.pid}: {cmd}")
         return found
