@@ -101,7 +101,10 @@ def test_second_instances_exit_and_live_ones_never_notice(topo: Topology) -> Non
         holder = seconds[role][1]
         assert code == EXIT_LOCKED, (role, code, err)
         assert f"pid {holder}" in err, (role, err)
-        assert took < 2.0, (role, took, err)
+        # Prompt, not waiting for the lock (that would hang to the 30 s timeout: the holder
+        # never exits here). Start-up alone, three at once beside a live topology on a
+        # loaded 2-core host, has taken over 2 s.
+        assert took < 5.0, (role, took, err)
     slowest = {role: f"{max(r[2] for r in results if r[0] == role):.2f}s" for role in seconds}
     print(f"\nsecond starts: {len(results)}, slowest exit {slowest}; "
           f"writes acknowledged: {len(w.acked)}, max latency {max(w.latencies):.3f}s")
