@@ -37,11 +37,10 @@ from typing import Any
 
 from fanout.datalog.format import Record, decode_frames, encode_record
 from fanout.datalog.writer import DatalogWriter
-from fanout.node.changes import Pending, RequestLimits, change_of, update_pendings
+from fanout.node.changes import Pending, RequestLimits, replicated_pending, update_pendings
 from fanout.node.committer import Committer, Unit
 from fanout.node.validate import validate_batch
 from fanout.store import open_store
-from fanout.store.base import Update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e_load import body_of  # the e2e load's request bodies
@@ -116,15 +115,7 @@ def replicate(root: Path, batches: int, per_batch: int, points: int, pace: float
     validate = st.timed("validate headers", validate_batch)
 
     def pendings(records: list[Record]) -> list[Pending]:
-        out = []
-        for r in records:
-            change = change_of(r)
-            assert isinstance(change, Update)
-            out.append(Pending(r.op, r.token_id, r.params, r.body, change,
-                               points=len(change.readings), origin=r.origin, oseq=r.oseq,
-                               time=r.time, via=r.via, history=r.history, base=r.base,
-                               log=False))
-        return out
+        return [replicated_pending(r, log=False) for r in records]  # a fan-out target's
 
     parse = st.timed("parse bodies", pendings)
     commit = st.timed("commit (store + fsync)", c._commit)

@@ -146,6 +146,16 @@ def delete_pending(selector: str, start: int | None, end: int | None, token_id: 
     return Pending("delete", token_id, params, b"", Delete(sel, start, end))
 
 
+def replicated_pending(rec: Record, log: bool) -> Pending:
+    """The write a peer's record asks for; ``log``: log it again here (chains, rings).
+    Raises what change_of raises for a body or selector that does not parse."""
+    change = change_of(rec)
+    return Pending(rec.op, rec.token_id, rec.params, rec.body, change,
+                   points=len(change.readings) if isinstance(change, Update) else 0,
+                   origin=rec.origin, oseq=rec.oseq, time=rec.time, via=rec.via,
+                   history=rec.history, base=rec.base, log=log)
+
+
 def change_of(rec: Record) -> Change:
     """The store change a logged record stands for (its body is already canonical)."""
     if rec.op == "update":

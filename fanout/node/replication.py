@@ -21,13 +21,12 @@ from aiohttp import web
 
 from fanout.datalog.format import Record, decode_frames
 from fanout.errors import ERROR_ID_COLLISION, DatalogCorruptError, GTSParseError, SelectorError
-from fanout.node.changes import Pending, change_of
+from fanout.node.changes import Pending, replicated_pending
 from fanout.node.committer import is_own_write
 from fanout.node.context import NODE, commit
 from fanout.node.http import authorize, fail, json_reply, read_body
 from fanout.node.validate import RecordInvalid, validate_batch
 from fanout.statefile import iso_now
-from fanout.store.base import Update
 
 log = logging.getLogger("fanout.node.replication")
 
@@ -56,15 +55,9 @@ async def handle_replicate(request: web.Request) -> web.Response:
             loops += 1  # ArangoDB 1405: our own write coming back around a ring
             continue
         try:
-            change = change_of(rec)
+            pending.append(replicated_pending(rec, node.config.log_remote_changes))
         except (GTSParseError, SelectorError, ValueError, KeyError, TypeError) as exc:
             fail(400, f"record seq {rec.seq} from origin {rec.origin} oseq {rec.oseq}: {exc}")
-        pending.append(Pending(
-            rec.op, rec.token_id, rec.params, rec.body, change,
-            points=len(change.readings) if isinstance(change, Update) else 0,
-            origin=rec.origin, oseq=rec.oseq, time=rec.time, via=rec.via,
-            history=rec.history, base=rec.base, log=node.config.log_remote_changes,
-        ))
     node.replication.loops += loops
     node.replication.batches += 1
     node.replication.records += len(records)
