@@ -1,4 +1,4 @@
-"""The update format: GTS.md examples, every field form, errors with line numbers, and
+"""The update format: every form docs/warp10-input.md lists, errors with line numbers, and
 round-trip properties over generated readings."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def r(ts=1000, lat=None, lon=None, elev=None, cls="a", labels=(), value=1) -> Re
     return Reading(ts, lat, lon, elev, cls, labels, value)
 
 
-# --- GTS.md examples ---------------------------------------------------------------------
+# --- the forms of docs/warp10-input.md -------------------------------------------------
 
 
 @pytest.mark.parametrize(
